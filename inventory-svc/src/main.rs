@@ -1,0 +1,6 @@
+//! inventory-svc binary: all wiring lives in `startup`.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    inventory_svc::startup::run_from_env().await
+}

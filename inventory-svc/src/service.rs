@@ -1,0 +1,84 @@
+//! The inventory's use cases: domain values in, domain values out, with the store and
+//! the product cache kept consistent (every write invalidates after it commits).
+
+use kit::saga::SagaRef;
+use sea_orm::DatabaseConnection;
+
+use crate::domain::{
+    InventoryError, NewProduct, Page, Product, ProductId, ProductQuery, ReservationRequest, StockLevel,
+};
+use crate::store::{self, ProductCache, Released, Reserved};
+
+#[derive(Clone)]
+pub struct Inventory {
+    db: DatabaseConnection,
+    cache: ProductCache,
+}
+
+impl Inventory {
+    pub fn new(db: DatabaseConnection, cache: ProductCache) -> Self {
+        Self { db, cache }
+    }
+
+    pub async fn create(&self, new: NewProduct) -> Result<Product, InventoryError> {
+        let product = store::create(&self.db, new).await?;
+        self.cache.put(&product).await;
+        Ok(product)
+    }
+
+    pub async fn get(&self, id: ProductId) -> Result<Product, InventoryError> {
+        if let Some(hit) = self.cache.get(id.get()).await {
+            metrics::counter!("inventory_product_cache_total", "result" => "hit").increment(1);
+            return Ok(hit);
+        }
+        metrics::counter!("inventory_product_cache_total", "result" => "miss").increment(1);
+        let product = store::get(&self.db, id).await?;
+        self.cache.put(&product).await;
+        Ok(product)
+    }
+
+    pub async fn list(&self, query: &ProductQuery) -> Result<Page<Product>, InventoryError> {
+        store::list(&self.db, query).await
+    }
+
+    pub async fn set_stock(
+        &self,
+        id: ProductId,
+        stock: StockLevel,
+        expected_version: Option<i64>,
+    ) -> Result<Product, InventoryError> {
+        let result = store::set_stock(&self.db, id, stock, expected_version).await;
+        match &result {
+            Ok(product) => self.cache.put(product).await,
+            Err(InventoryError::VersionMismatch { current, .. }) => self.cache.invalidate(id.get(), *current).await,
+            Err(_) => {}
+        }
+        result
+    }
+
+    pub async fn reserve(&self, saga: &SagaRef, request: &ReservationRequest) -> Result<Reserved, InventoryError> {
+        let result = store::reserve(&self.db, saga, request).await;
+        let outcome = match &result {
+            Ok(reserved) if reserved.replayed => "replayed",
+            Ok(_) => "reserved",
+            Err(InventoryError::OutOfStock(_)) => "out_of_stock",
+            Err(_) => "failed",
+        };
+        metrics::counter!("inventory_reservations_total", "outcome" => outcome).increment(1);
+        if let Ok(reserved) = &result {
+            for &(id, version) in &reserved.changed {
+                self.cache.invalidate(id, version).await;
+            }
+        }
+        result
+    }
+
+    pub async fn release(&self, saga: &SagaRef) -> Result<Released, InventoryError> {
+        let released = store::release(&self.db, saga).await?;
+        metrics::counter!("inventory_releases_total").increment(1);
+        for &(id, version) in &released.changed {
+            self.cache.invalidate(id, version).await;
+        }
+        Ok(released)
+    }
+}

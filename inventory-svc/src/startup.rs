@@ -1,0 +1,75 @@
+//! Wiring: connect MySQL (schema + migrations) and Redis, bind the port, serve.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use inventory_migration::Migrator;
+use kit::grpc::GrpcServer;
+use kit::shutdown::CancellationToken;
+use tokio::net::TcpListener;
+
+use crate::config::InventoryConfig;
+use crate::grpc::InventoryGrpc;
+use crate::service::Inventory;
+use crate::store::ProductCache;
+
+/// A built, bound inventory-svc, ready to serve. Tests build it on port 0.
+pub struct Application {
+    addr: SocketAddr,
+    server: GrpcServer,
+    inventory: Inventory,
+}
+
+impl Application {
+    pub async fn build(config: &InventoryConfig) -> anyhow::Result<Self> {
+        let settings = &config.service;
+        let db = kit::db::connect_and_migrate::<Migrator>(
+            &settings.mysql_url,
+            &settings.database,
+            settings.db_max_connections,
+        )
+        .await
+        .context("MySQL")?;
+        let redis = kit::cache::connect(&settings.redis_url)
+            .await
+            .with_context(|| format!("cannot reach Redis at {}", settings.redis_url))?;
+        let cache = ProductCache::new(redis, &settings.redis_key_prefix, config.cache_ttl);
+        let listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.grpc_addr))?;
+        let addr = listener.local_addr()?;
+        if let Some(metrics_addr) = settings.metrics_addr {
+            kit::telemetry::serve_metrics(metrics_addr)
+                .await
+                .with_context(|| format!("cannot serve metrics on {metrics_addr}"))?;
+        }
+        let server = GrpcServer::new(listener, settings.request_timeout(), settings.shutdown_grace());
+        Ok(Self { addr, server, inventory: Inventory::new(db, cache) })
+    }
+
+    /// The address actually bound (the real port when configured with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr, "inventory-svc serving");
+        self.server.serve(InventoryGrpc::new(self.inventory).into_server(), shutdown).await?;
+        tracing::info!("inventory-svc stopped");
+        Ok(())
+    }
+}
+
+/// The whole process: config (exit 64 if bad), telemetry, build, serve until SIGTERM.
+pub async fn run_from_env() -> anyhow::Result<()> {
+    let config = match InventoryConfig::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            std::process::exit(kit::config::EXIT_CONFIG);
+        }
+    };
+    let _telemetry = kit::telemetry::init("inventory-svc", &config.service.log_format);
+    let app = Application::build(&config).await?;
+    app.run_until_stopped(kit::shutdown::on_signal()).await
+}

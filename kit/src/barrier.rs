@@ -1,0 +1,108 @@
+//! The saga barrier (DESIGN.md, "The saga barrier"): makes every participant call
+//! idempotent and order-proof, inside the participant's own local transaction.
+//!
+//! A row `UNIQUE(saga_id, step, op)` is inserted with `INSERT IGNORE` in the same
+//! transaction as the business change, so the row exists if and only if the change
+//! committed:
+//! - action: a fresh row means "do it"; an existing row means it was done (return the
+//!   stored result), or that a compensation got there first (refuse: a hanging action);
+//! - compensation: an existing compensation row means "already undone"; otherwise the
+//!   action row is inserted too, and if *that* is fresh the action never ran, so nothing
+//!   is undone and the row now blocks the late action (null compensation).
+//!
+//! InnoDB's duplicate-key check waits for an uncommitted insert of the same key, so an
+//! action racing its compensation is serialised by the database, never by timing.
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+
+use crate::saga::{Op, SagaRef};
+
+/// DDL of the barrier table; every participant's first migration runs it.
+pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS saga_barrier (
+    saga_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    step VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    op VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    result MEDIUMBLOB NULL,
+    created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    PRIMARY KEY (saga_id, step, op)
+) ENGINE=InnoDB";
+
+/// What an action call should do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ActionGate {
+    /// First time: perform the change, then [`record_result`].
+    Proceed,
+    /// Done before: answer with the stored result, change nothing.
+    AlreadyDone(Option<Vec<u8>>),
+    /// The step was compensated before its action arrived: refuse the late action.
+    Compensated,
+}
+
+/// What a compensation call should do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CompensationGate {
+    /// The action committed and is not undone yet: undo it now.
+    Undo,
+    /// The action never ran; nothing to undo, and the late action is now blocked.
+    NullCompensation,
+    /// Undone before: change nothing.
+    AlreadyCompensated,
+}
+
+async fn insert_row<C: ConnectionTrait>(txn: &C, saga: &SagaRef, op: Op) -> Result<bool, DbErr> {
+    let stmt = Statement::from_sql_and_values(
+        DbBackend::MySql,
+        "INSERT IGNORE INTO saga_barrier (saga_id, step, op) VALUES (?, ?, ?)",
+        [saga.saga_id().into(), saga.step().into(), op.as_str().into()],
+    );
+    Ok(txn.execute_raw(stmt).await?.rows_affected() == 1)
+}
+
+/// Reads a barrier row with a locking read, so it sees the latest committed state rather
+/// than the transaction's snapshot. `None` = no row; `Some(result)` = row with its result.
+async fn read_row<C: ConnectionTrait>(txn: &C, saga: &SagaRef, op: Op) -> Result<Option<Option<Vec<u8>>>, DbErr> {
+    let stmt = Statement::from_sql_and_values(
+        DbBackend::MySql,
+        "SELECT result FROM saga_barrier WHERE saga_id = ? AND step = ? AND op = ? LOCK IN SHARE MODE",
+        [saga.saga_id().into(), saga.step().into(), op.as_str().into()],
+    );
+    match txn.query_one_raw(stmt).await? {
+        Some(row) => Ok(Some(row.try_get_by_index::<Option<Vec<u8>>>(0)?)),
+        None => Ok(None),
+    }
+}
+
+/// Enters the barrier for an action. Call inside the transaction of the business change.
+pub async fn enter_action<C: ConnectionTrait>(txn: &C, saga: &SagaRef) -> Result<ActionGate, DbErr> {
+    debug_assert_eq!(saga.op(), Op::Action);
+    if insert_row(txn, saga, Op::Action).await? {
+        return Ok(ActionGate::Proceed);
+    }
+    if read_row(txn, saga, Op::Compensate).await?.is_some() {
+        return Ok(ActionGate::Compensated);
+    }
+    Ok(ActionGate::AlreadyDone(read_row(txn, saga, Op::Action).await?.flatten()))
+}
+
+/// Stores the action's answer so a duplicate call can be given the same one.
+pub async fn record_result<C: ConnectionTrait>(txn: &C, saga: &SagaRef, result: Vec<u8>) -> Result<(), DbErr> {
+    let stmt = Statement::from_sql_and_values(
+        DbBackend::MySql,
+        "UPDATE saga_barrier SET result = ? WHERE saga_id = ? AND step = ? AND op = ?",
+        [Value::from(result), saga.saga_id().into(), saga.step().into(), Op::Action.as_str().into()],
+    );
+    txn.execute_raw(stmt).await?;
+    Ok(())
+}
+
+/// Enters the barrier for a compensation. Call inside the transaction of the undo.
+pub async fn enter_compensation<C: ConnectionTrait>(txn: &C, saga: &SagaRef) -> Result<CompensationGate, DbErr> {
+    debug_assert_eq!(saga.op(), Op::Compensate);
+    if !insert_row(txn, saga, Op::Compensate).await? {
+        return Ok(CompensationGate::AlreadyCompensated);
+    }
+    if insert_row(txn, saga, Op::Action).await? {
+        return Ok(CompensationGate::NullCompensation);
+    }
+    Ok(CompensationGate::Undo)
+}

@@ -1,0 +1,135 @@
+//! The MySQL side of a service: one pool on the schema the service owns.
+//!
+//! At start the schema is created if missing and the service's migrations run under a
+//! MySQL named lock, so replicas that start together do not race each other's DDL.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm_migration::MigratorTrait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("schema name {0:?} must be 1..=64 characters of [A-Za-z0-9_]")]
+    BadSchemaName(String),
+    #[error("cannot reach MySQL at {url}: {source}")]
+    Connect { url: String, source: DbErr },
+    #[error("migrations of {schema} failed: {source}")]
+    Migrate { schema: String, source: DbErr },
+}
+
+/// Checks a schema name before it is spliced into DDL (identifiers cannot be bound).
+pub fn valid_schema_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn options(url: String, max_connections: u32) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(300))
+        .sqlx_logging(false);
+    opts
+}
+
+fn server_url(mysql_url: &str) -> String {
+    mysql_url.trim_end_matches('/').to_owned()
+}
+
+fn schema_url(mysql_url: &str, schema: &str) -> String {
+    format!("{}/{schema}", server_url(mysql_url))
+}
+
+/// Creates `schema` if needed, migrates it with `M`, and returns a pool on it.
+pub async fn connect_and_migrate<M: MigratorTrait>(
+    mysql_url: &str,
+    schema: &str,
+    max_connections: u32,
+) -> Result<DatabaseConnection, DbSetupError> {
+    if !valid_schema_name(schema) {
+        return Err(DbSetupError::BadSchemaName(schema.to_owned()));
+    }
+    let connect_err = |source| DbSetupError::Connect { url: redact(mysql_url), source };
+    let server = Database::connect(options(server_url(mysql_url), 1)).await.map_err(connect_err)?;
+    server
+        .execute_unprepared(&format!(
+            "CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        ))
+        .await
+        .map_err(connect_err)?;
+    server.close().await.map_err(connect_err)?;
+
+    // Migrations run on a single connection so the named lock (per session) covers them.
+    let migrate_err = |source| DbSetupError::Migrate { schema: schema.to_owned(), source };
+    let single = Database::connect(options(schema_url(mysql_url, schema), 1)).await.map_err(connect_err)?;
+    let lock = format!("migrate:{schema}");
+    single
+        .execute_raw(Statement::from_sql_and_values(DbBackend::MySql, "SELECT GET_LOCK(?, 60)", [lock.clone().into()]))
+        .await
+        .map_err(migrate_err)?;
+    let migrated = M::up(&single, None).await;
+    let _ = single
+        .execute_raw(Statement::from_sql_and_values(DbBackend::MySql, "SELECT RELEASE_LOCK(?)", [lock.into()]))
+        .await;
+    let _ = single.close().await;
+    migrated.map_err(migrate_err)?;
+
+    Database::connect(options(schema_url(mysql_url, schema), max_connections)).await.map_err(connect_err)
+}
+
+/// Drops `schema` (tests and `devstack --fresh`).
+pub async fn drop_schema(mysql_url: &str, schema: &str) -> Result<(), DbSetupError> {
+    if !valid_schema_name(schema) {
+        return Err(DbSetupError::BadSchemaName(schema.to_owned()));
+    }
+    let connect_err = |source| DbSetupError::Connect { url: redact(mysql_url), source };
+    let server = Database::connect(options(server_url(mysql_url), 1)).await.map_err(connect_err)?;
+    server.execute_unprepared(&format!("DROP DATABASE IF EXISTS `{schema}`")).await.map_err(connect_err)?;
+    let _ = server.close().await;
+    Ok(())
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// True for the MySQL errors a retry may cure: deadlock victim, lock wait timeout, a lost
+/// connection. Everything else is a bug or a real conflict and must not be retried blindly.
+pub fn is_transient(err: &DbErr) -> bool {
+    let text = err.to_string();
+    text.contains("1213")
+        || text.contains("1205")
+        || text.contains("Deadlock")
+        || text.contains("Lock wait timeout")
+        || matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_checked() {
+        assert!(valid_schema_name("t_3f9a_inventory"));
+        assert!(!valid_schema_name("x`; DROP DATABASE y"));
+        assert!(!valid_schema_name(""));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("mysql://root:secret@db:3306"), "mysql://root:***@db:3306");
+        assert_eq!(redact("mysql://root@127.0.0.1:3306"), "mysql://root@127.0.0.1:3306");
+    }
+}

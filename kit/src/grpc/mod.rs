@@ -1,0 +1,10 @@
+//! gRPC plumbing shared by every service: a server with health, reflection, per-request
+//! spans and metrics, graceful drain; clients with deadlines and trace propagation.
+
+mod client;
+mod metrics_layer;
+mod server;
+
+pub use client::{ClientSettings, MeshChannel, TraceContext, channel, channel_to};
+pub use metrics_layer::GrpcMetricsLayer;
+pub use server::{GrpcServer, ServeError};

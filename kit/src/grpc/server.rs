@@ -1,0 +1,103 @@
+use std::convert::Infallible;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tower::Service;
+
+use super::GrpcMetricsLayer;
+use crate::telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC reflection could not be built: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// One service's gRPC server: the service itself plus `grpc.health.v1` and reflection.
+pub struct GrpcServer {
+    listener: TcpListener,
+    request_timeout: Duration,
+    shutdown_grace: Duration,
+}
+
+impl GrpcServer {
+    /// `listener` is bound by the caller (port 0 in tests, so the port is known before serving).
+    pub fn new(listener: TcpListener, request_timeout: Duration, shutdown_grace: Duration) -> Self {
+        Self { listener, request_timeout, shutdown_grace }
+    }
+
+    /// Serves `service` until `shutdown` is cancelled. Then health turns NOT_SERVING, the
+    /// listener closes, and in-flight calls get `shutdown_grace` to finish.
+    pub async fn serve<S>(self, service: S, shutdown: CancellationToken) -> Result<(), ServeError>
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_service_status(S::NAME, ServingStatus::Serving).await;
+        health.set_service_status("", ServingStatus::Serving).await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(mesh_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+
+        let mut routes = Routes::new(service);
+        routes = routes.add_service(health_service).add_service(reflection);
+
+        let drained = CancellationToken::new();
+        let signal = {
+            let (shutdown, drained) = (shutdown.clone(), drained.clone());
+            async move {
+                shutdown.cancelled().await;
+                health.set_service_status(S::NAME, ServingStatus::NotServing).await;
+                health.set_service_status("", ServingStatus::NotServing).await;
+                drained.cancel();
+            }
+        };
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let serving = Server::builder()
+            .timeout(self.request_timeout)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .trace_fn(request_span)
+            .layer(GrpcMetricsLayer)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, signal);
+        tokio::pin!(serving);
+        tokio::select! {
+            result = &mut serving => return result.map_err(ServeError::from),
+            () = drained.cancelled() => {}
+        }
+        match tokio::time::timeout(self.shutdown_grace, serving).await {
+            Ok(result) => result.map_err(ServeError::from),
+            Err(_) => {
+                tracing::warn!(grace = ?self.shutdown_grace, "in-flight calls did not finish within the grace period");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One span per call, continuing the caller's W3C trace context.
+fn request_span(req: &http::Request<()>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "grpc",
+        method = %req.uri().path(),
+        request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
+    );
+    telemetry::continue_trace(&span, req.headers());
+    span
+}

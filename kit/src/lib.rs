@@ -1,0 +1,28 @@
+//! Shared runtime of every mesh binary, written once so the four services look alike.
+//!
+//! Map of the crate:
+//! - [`config`]: typed settings from `<PREFIX>_*` env vars; a bad value exits 64 before anything binds.
+//! - [`telemetry`]: JSON logs via `tracing`, W3C trace context, OTLP export when configured, Prometheus.
+//! - [`db`]: the MySQL pool of a service; creates its schema and runs its migrations at start.
+//! - [`cache`]: the Redis connection (a gate, cache or lock hint, never the record).
+//! - [`grpc`]: server builder (health, reflection, spans, metrics, graceful drain) and client builder
+//!   (deadlines, lazy reconnect, trace propagation, balancing over replicas).
+//! - [`error`]: the stable error codes and the one table mapping them to gRPC and HTTP.
+//! - [`barrier`]: the saga barrier that makes every participant call idempotent (DESIGN.md).
+//! - [`saga`]: the parsed saga coordinates a participant call carries.
+//! - [`shutdown`]: SIGTERM / Ctrl-C as a cancellation token.
+//! - [`testing`]: isolation helpers for integration tests (random schema and key prefixes).
+
+pub mod barrier;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod grpc;
+pub mod saga;
+pub mod shutdown;
+pub mod telemetry;
+pub mod testing;
+pub mod time;
+
+pub use error::{ErrorCode, ServiceError};

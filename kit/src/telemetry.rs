@@ -1,0 +1,143 @@
+//! Logs, traces and metrics.
+//!
+//! - Logs: `tracing` with JSON lines (or `pretty` for humans), filtered by `RUST_LOG`.
+//! - Traces: every span gets an OpenTelemetry context, so a W3C `traceparent` that arrives
+//!   is continued and passed on to the next hop even when nothing is exported. Spans are
+//!   exported over OTLP only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! - Metrics: the `metrics` facade with a Prometheus recorder, scraped at `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Flushes exported spans when the process ends.
+#[must_use = "dropping the guard flushes and stops span export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber once per process; later calls (tests) are no-ops.
+pub fn init(service: &'static str, log_format: &str) -> TelemetryGuard {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let provider = tracer_provider(service);
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let installed = if log_format == "pretty" {
+        registry.with(tracing_subscriber::fmt::layer()).try_init()
+    } else {
+        registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true)).try_init()
+    };
+    if installed.is_ok() {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+    }
+    TelemetryGuard { provider: installed.is_ok().then_some(provider) }
+}
+
+fn tracer_provider(service: &'static str) -> SdkTracerProvider {
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service).build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
+        return builder.build();
+    }
+    match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+        Ok(exporter) => builder.with_batch_exporter(exporter).build(),
+        Err(err) => {
+            eprintln!("OTLP exporter not started ({err}); continuing without span export");
+            builder.build()
+        }
+    }
+}
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn prometheus() -> &'static PrometheusHandle {
+    PROMETHEUS.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (tests run several services per
+        // process); the handle then stays empty, which is harmless.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Serves `GET /metrics` of this process on `addr` (a plain HTTP listener, off the gRPC port).
+pub async fn serve_metrics(addr: SocketAddr) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let handle = prometheus();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let body = handle.render();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                // Scrapers send a small GET; whatever it asks for, the answer is the metrics.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Makes `span` a child of the W3C trace context found in `headers` (if any).
+pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let _ = span.set_parent(parent);
+}
+
+/// Writes the W3C trace context of `span` into `headers`, for the next hop.
+pub fn inject_trace(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    let context = span.context();
+    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(key), http::HeaderValue::try_from(value)) {
+            self.0.insert(name, value);
+        }
+    }
+}

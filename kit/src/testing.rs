@@ -1,0 +1,49 @@
+//! Isolation helpers for integration tests: every test gets its own schema names and Redis
+//! key prefix, and removes them afterwards, so tests run in parallel and twice in a row.
+
+use rand::Rng;
+
+/// MySQL server the tests use (`TEST_MYSQL_URL`, default the local MariaDB).
+pub fn mysql_url() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// Redis the tests use (`TEST_REDIS_URL`, default the local Redis).
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A fresh prefix like `t3f9a0c1d_`, valid in schema names and Redis keys.
+pub fn unique_prefix() -> String {
+    format!("t{:08x}_", rand::rng().random::<u32>())
+}
+
+/// Installs the process-wide rustls crypto provider (ring) once; see DEPENDENCIES.md.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Deletes every key under `prefix`.
+pub async fn delete_redis_keys(url: &str, prefix: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{prefix}*");
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
