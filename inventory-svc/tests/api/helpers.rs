@@ -1,0 +1,112 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use inventory_svc::config::InventoryConfig;
+use inventory_svc::startup::Application;
+use kit::config::ServiceSettings;
+use kit::saga::{Op, SagaRef};
+use kit::shutdown::CancellationToken;
+use kit::{ErrorCode, ServiceError};
+use mesh_proto::inventory::v1 as pb;
+use pb::inventory_service_client::InventoryServiceClient;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use tonic::transport::Channel;
+
+pub type Client = InventoryServiceClient<Channel>;
+
+/// A running inventory-svc on its own schema and Redis key prefix; dropped = cleaned up.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: Client,
+    pub schema: String,
+    pub redis_prefix: String,
+    shutdown: CancellationToken,
+}
+
+pub async fn spawn_app() -> TestApp {
+    kit::testing::install_crypto_provider();
+    let prefix = kit::testing::unique_prefix();
+    let schema = format!("{prefix}inventory");
+    let mut service = ServiceSettings::defaults(&schema, 0);
+    service.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    service.metrics_addr = None;
+    service.mysql_url = kit::testing::mysql_url();
+    service.redis_url = kit::testing::redis_url();
+    service.redis_key_prefix = prefix.clone();
+    service.db_max_connections = 24;
+    let config = InventoryConfig { service, cache_ttl: Duration::from_secs(30) };
+    let app = Application::build(&config).await.expect("inventory-svc builds");
+    let addr = app.addr();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let client = InventoryServiceClient::connect(format!("http://{addr}")).await.expect("connects");
+    TestApp { addr, client, schema, redis_prefix: prefix, shutdown }
+}
+
+impl TestApp {
+    pub async fn create_product(&self, name: &str, price: i64, stock: i64) -> pb::Product {
+        let req = pb::CreateProductRequest { name: name.into(), price, stock };
+        self.client.clone().create_product(req).await.expect("product created").into_inner()
+    }
+
+    pub async fn product(&self, id: i64) -> pb::Product {
+        self.client.clone().get_product(pb::GetProductRequest { id }).await.expect("product exists").into_inner()
+    }
+
+    /// Stock as MySQL has it, bypassing the service and its cache.
+    pub async fn stock_in_db(&self, id: i64) -> i64 {
+        let db = self.db().await;
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::MySql,
+                "SELECT stock FROM product WHERE id = ?",
+                [id.into()],
+            ))
+            .await
+            .unwrap()
+            .expect("row");
+        row.try_get_by_index(0).unwrap()
+    }
+
+    pub async fn db(&self) -> DatabaseConnection {
+        Database::connect(format!("{}/{}", kit::testing::mysql_url(), self.schema)).await.unwrap()
+    }
+
+    pub async fn reserve(&self, saga_id: &str, lines: &[(i64, i64)]) -> Result<pb::ReserveStockResponse, ServiceError> {
+        let req = pb::ReserveStockRequest {
+            saga: Some(saga(saga_id, Op::Action)),
+            lines: lines.iter().map(|&(product_id, quantity)| pb::StockLine { product_id, quantity }).collect(),
+        };
+        self.client.clone().reserve_stock(req).await.map(|r| r.into_inner()).map_err(|s| ServiceError::from_status(&s))
+    }
+
+    pub async fn release(&self, saga_id: &str) -> Result<pb::ReleaseStockResponse, ServiceError> {
+        let req = pb::ReleaseStockRequest { saga: Some(saga(saga_id, Op::Compensate)) };
+        self.client.clone().release_stock(req).await.map(|r| r.into_inner()).map_err(|s| ServiceError::from_status(&s))
+    }
+}
+
+pub fn saga(saga_id: &str, op: Op) -> mesh_proto::saga::v1::SagaStep {
+    SagaRef::new(saga_id, "RESERVE_STOCK", op).unwrap().to_proto()
+}
+
+pub fn code_of(status: &tonic::Status) -> ErrorCode {
+    ServiceError::from_status(status).code
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let (schema, prefix) = (self.schema.clone(), self.redis_prefix.clone());
+        // Drop runs outside async context guarantees; clean up on a thread of its own.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let _ = kit::db::drop_schema(&kit::testing::mysql_url(), &schema).await;
+                let _ = kit::testing::delete_redis_keys(&kit::testing::redis_url(), &prefix).await;
+            });
+        })
+        .join()
+        .ok();
+    }
+}
