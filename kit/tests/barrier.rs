@@ -1,0 +1,161 @@
+//! The saga barrier against the real MariaDB: duplicates, null compensation, hanging
+//! actions, and an action racing its own compensation.
+
+use kit::barrier::{self, ActionGate, CompensationGate};
+use kit::saga::{Op, SagaRef};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+
+/// A schema with the barrier table and one counter the "business change" moves.
+struct Fixture {
+    db: DatabaseConnection,
+    schema: String,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let schema = format!("{}kit", kit::testing::unique_prefix());
+        let url = kit::testing::mysql_url();
+        let server = Database::connect(&url).await.unwrap();
+        server.execute_unprepared(&format!("CREATE DATABASE `{schema}`")).await.unwrap();
+        let mut opts = sea_orm::ConnectOptions::new(format!("{url}/{schema}"));
+        opts.max_connections(32).sqlx_logging(false);
+        let db = Database::connect(opts).await.unwrap();
+        db.execute_unprepared(barrier::CREATE_TABLE).await.unwrap();
+        db.execute_unprepared("CREATE TABLE counter (id INT PRIMARY KEY, value BIGINT NOT NULL)").await.unwrap();
+        db.execute_unprepared("INSERT INTO counter VALUES (1, 0)").await.unwrap();
+        Self { db, schema }
+    }
+
+    async fn value(&self) -> i64 {
+        let row = self.db.query_one_raw(Statement::from_string(DbBackend::MySql, "SELECT value FROM counter")).await;
+        row.unwrap().unwrap().try_get_by_index(0).unwrap()
+    }
+
+    async fn add(&self, txn: &impl ConnectionTrait, delta: i64) {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "UPDATE counter SET value = value + ? WHERE id = 1",
+            [delta.into()],
+        ))
+        .await
+        .unwrap();
+    }
+
+    /// The action: +1, recording "done" as its result. `fail` rolls it back half-way.
+    async fn action(&self, saga_id: &str, fail: bool) -> ActionGate {
+        let saga = SagaRef::new(saga_id, "STEP", Op::Action).unwrap();
+        let txn = self.db.begin().await.unwrap();
+        let gate = barrier::enter_action(&txn, &saga).await.unwrap();
+        if gate == ActionGate::Proceed {
+            self.add(&txn, 1).await;
+            if fail {
+                txn.rollback().await.unwrap();
+                return gate;
+            }
+            barrier::record_result(&txn, &saga, b"done".to_vec()).await.unwrap();
+        }
+        txn.commit().await.unwrap();
+        gate
+    }
+
+    async fn compensate(&self, saga_id: &str) -> CompensationGate {
+        let saga = SagaRef::new(saga_id, "STEP", Op::Compensate).unwrap();
+        let txn = self.db.begin().await.unwrap();
+        let gate = barrier::enter_compensation(&txn, &saga).await.unwrap();
+        if gate == CompensationGate::Undo {
+            self.add(&txn, -1).await;
+        }
+        txn.commit().await.unwrap();
+        gate
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let schema = self.schema.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(kit::db::drop_schema(&kit::testing::mysql_url(), &schema)).ok();
+        })
+        .join()
+        .ok();
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_action_returns_the_stored_result_and_changes_nothing() {
+    let f = Fixture::new().await;
+    assert_eq!(f.action("s1", false).await, ActionGate::Proceed);
+    assert_eq!(f.action("s1", false).await, ActionGate::AlreadyDone(Some(b"done".to_vec())));
+    assert_eq!(f.value().await, 1);
+}
+
+#[tokio::test]
+async fn a_compensation_undoes_once() {
+    let f = Fixture::new().await;
+    f.action("s1", false).await;
+    assert_eq!(f.compensate("s1").await, CompensationGate::Undo);
+    assert_eq!(f.compensate("s1").await, CompensationGate::AlreadyCompensated);
+    assert_eq!(f.value().await, 0);
+}
+
+#[tokio::test]
+async fn a_compensation_before_its_action_is_null_and_blocks_the_hanging_action() {
+    let f = Fixture::new().await;
+    assert_eq!(f.compensate("s1").await, CompensationGate::NullCompensation);
+    assert_eq!(f.action("s1", false).await, ActionGate::Compensated);
+    assert_eq!(f.value().await, 0);
+}
+
+#[tokio::test]
+async fn an_action_that_rolled_back_leaves_no_trace() {
+    let f = Fixture::new().await;
+    assert_eq!(f.action("s1", true).await, ActionGate::Proceed);
+    assert_eq!(f.value().await, 0);
+    assert_eq!(f.compensate("s1").await, CompensationGate::NullCompensation);
+    assert_eq!(f.value().await, 0);
+}
+
+#[tokio::test]
+async fn steps_and_sagas_are_independent() {
+    let f = Fixture::new().await;
+    f.action("s1", false).await;
+    f.action("s2", false).await;
+    f.compensate("s2").await;
+    assert_eq!(f.value().await, 1);
+}
+
+#[tokio::test]
+async fn actions_racing_their_compensations_always_net_to_zero() {
+    let f = Fixture::new().await;
+    let races = (0..80).map(|i| {
+        let f = &f;
+        async move {
+            let id = format!("race-{i}");
+            if i % 2 == 0 {
+                let (a, c) = tokio::join!(f.action(&id, false), f.compensate(&id));
+                (a, c)
+            } else {
+                let (c, a) = tokio::join!(f.compensate(&id), f.action(&id, false));
+                (a, c)
+            }
+        }
+    });
+    let mut undone = 0;
+    for (action, compensation) in futures::future::join_all(races).await {
+        match (action, compensation) {
+            (ActionGate::Proceed, CompensationGate::Undo) => undone += 1,
+            (ActionGate::Compensated, CompensationGate::NullCompensation) => {}
+            other => panic!("impossible interleaving {other:?}"),
+        }
+    }
+    assert_eq!(f.value().await, 0, "every action that ran was undone ({undone} of 80)");
+}
+
+#[tokio::test]
+async fn concurrent_duplicate_actions_run_once() {
+    let f = Fixture::new().await;
+    let gates = futures::future::join_all((0..25).map(|_| f.action("dup", false))).await;
+    assert_eq!(gates.iter().filter(|g| **g == ActionGate::Proceed).count(), 1);
+    assert_eq!(f.value().await, 1);
+}

@@ -1,0 +1,203 @@
+//! The closed-loop driver every scenario runs on: N client tasks, each sending its next
+//! request only when the previous one answered, until a deadline or a request budget.
+//!
+//! Closed loop on purpose: it measures what the system sustains at a fixed concurrency
+//! (1,000 buyers), so throughput and latency come from the same run and never from a
+//! queue the generator itself built up.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// What one request came to. Business rejections (sold out, out of stock) are correct
+/// answers a scenario expects under contention, so they are counted apart from errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Rejected(&'static str),
+    Error(String),
+}
+
+/// When the loop stops: whichever of the two comes first.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub duration: Duration,
+    pub max_requests: Option<u64>,
+    /// How long in-flight requests may run past the deadline before their tasks are
+    /// aborted; keeps the loop bounded even if a peer stops answering.
+    pub grace: Duration,
+}
+
+impl Limits {
+    pub fn new(duration: Duration, max_requests: Option<u64>) -> Self {
+        Self { duration, max_requests, grace: Duration::from_secs(15) }
+    }
+}
+
+/// Latencies and outcome counts of a run (or of one shard of it).
+#[derive(Clone, Debug)]
+pub struct Tally {
+    /// Latency of every completed request, in microseconds.
+    pub latency_us: Histogram<u64>,
+    pub ok: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tally {
+    pub fn new() -> Self {
+        // 1 µs to 1 min at 3 significant digits: exact enough for p99.9 and bounded in size.
+        let latency_us = Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid");
+        Self { latency_us, ok: 0, rejected: BTreeMap::new(), errors: BTreeMap::new() }
+    }
+
+    pub fn record(&mut self, outcome: Outcome, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.latency_us.saturating_record(micros);
+        match outcome {
+            Outcome::Ok => self.ok += 1,
+            Outcome::Rejected(label) => *self.rejected.entry(label).or_default() += 1,
+            Outcome::Error(label) => *self.errors.entry(label).or_default() += 1,
+        }
+    }
+
+    pub fn merge(&mut self, other: &Tally) {
+        self.latency_us.add(&other.latency_us).expect("histograms share the same bounds");
+        self.ok += other.ok;
+        for (label, n) in &other.rejected {
+            *self.rejected.entry(label).or_default() += n;
+        }
+        for (label, n) in &other.errors {
+            *self.errors.entry(label.clone()).or_default() += n;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.latency_us.len()
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// The result of one closed-loop run.
+#[derive(Clone, Debug)]
+pub struct LoopResult {
+    pub clients: usize,
+    /// From the first request to the last answer (or the abort).
+    pub elapsed: Duration,
+    pub tally: Tally,
+    /// Client tasks still waiting on a request when the grace period ran out.
+    pub aborted_clients: usize,
+}
+
+// Client tasks record into a few shards rather than one histogram each: 1,000 full
+// histograms would cost hundreds of MB, and one shared lock would serialise the clients.
+const SHARDS: usize = 16;
+
+/// Runs `clients` tasks, each calling `op(client_idx, seq)` back to back until `limits`
+/// stop it. `seq` is unique across the whole run (use it for idempotency keys).
+pub async fn run_closed_loop<F, Fut>(clients: usize, limits: Limits, op: F) -> LoopResult
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let op = Arc::new(op);
+    let shards: Arc<Vec<Mutex<Tally>>> = Arc::new((0..SHARDS).map(|_| Mutex::new(Tally::new())).collect());
+    let issued = Arc::new(AtomicU64::new(0));
+    let budget = limits.max_requests.unwrap_or(u64::MAX);
+    let started = Instant::now();
+    let deadline = started + limits.duration;
+
+    let mut tasks = Vec::with_capacity(clients);
+    for client in 0..clients {
+        let (op, shards, issued) = (op.clone(), shards.clone(), issued.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let seq = issued.fetch_add(1, Ordering::Relaxed);
+                if seq >= budget {
+                    break;
+                }
+                let sent = Instant::now();
+                let outcome = op(client, seq).await;
+                let latency = sent.elapsed();
+                shards[client % SHARDS].lock().unwrap_or_else(PoisonError::into_inner).record(outcome, latency);
+            }
+        }));
+    }
+
+    let hard_stop = tokio::time::Instant::from_std(deadline + limits.grace);
+    let mut aborted_clients = 0;
+    for task in tasks {
+        let abort = task.abort_handle();
+        match tokio::time::timeout_at(hard_stop, task).await {
+            Ok(_) => {}
+            Err(_) => {
+                abort.abort();
+                aborted_clients += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let mut tally = Tally::new();
+    for shard in shards.iter() {
+        tally.merge(&shard.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+    LoopResult { clients, elapsed, tally, aborted_clients }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stops_at_the_request_budget_and_counts_every_outcome() {
+        let limits = Limits::new(Duration::from_secs(30), Some(1_000));
+        let result = run_closed_loop(8, limits, |_, seq| async move {
+            match seq % 4 {
+                0 => Outcome::Rejected("out_of_stock"),
+                1 => Outcome::Error("Unavailable".into()),
+                _ => Outcome::Ok,
+            }
+        })
+        .await;
+        assert_eq!(result.tally.total(), 1_000);
+        assert_eq!(result.tally.ok, 500);
+        assert_eq!(result.tally.rejected_total(), 250);
+        assert_eq!(result.tally.errors["Unavailable"], 250);
+        assert_eq!(result.aborted_clients, 0);
+    }
+
+    #[tokio::test]
+    async fn stops_at_the_deadline_and_aborts_what_hangs() {
+        let limits =
+            Limits { duration: Duration::from_millis(50), max_requests: None, grace: Duration::from_millis(50) };
+        let result = run_closed_loop(4, limits, |client, _| async move {
+            if client == 0 {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Outcome::Ok
+        })
+        .await;
+        assert_eq!(result.aborted_clients, 1);
+        assert!(result.tally.ok > 0);
+        assert!(result.elapsed < Duration::from_secs(2));
+    }
+}
