@@ -1,1 +1,20 @@
-//! placeholder
+//! gateway: the only public door. REST/JSON in (axum), gRPC out (tonic), and the one place
+//! that knows HTTP: status codes, problem documents, ETags, request ids, OpenAPI.
+//!
+//! Map:
+//! - [`config`], [`startup`]: settings from `GATEWAY_*` and the wiring (binds port 0 in tests).
+//! - [`context`]: the per-request middleware: `X-Request-Id`, W3C trace context, metrics.
+//! - [`problem`]: RFC 9457 problem documents, built from kit's error table.
+//! - [`extract`]: JSON, path, query and header extractors whose every rejection is a 400 problem.
+//! - [`upstream`]: the gRPC clients of the services.
+//! - [`routes`]: one module per resource, plus the operational routes.
+//! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json` and `/docs`.
+
+pub mod config;
+pub mod context;
+pub mod extract;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod startup;
+pub mod upstream;

@@ -23,6 +23,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &InventoryConfig) -> anyhow::Result<Self> {
         let settings = &config.service;
+        let _ = kit::telemetry::prometheus();
         let db = kit::db::connect_and_migrate::<Migrator>(
             &settings.mysql_url,
             &settings.database,

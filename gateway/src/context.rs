@@ -1,0 +1,88 @@
+//! Per-request context: the request id (the caller's `X-Request-Id` when it is sane, else a
+//! new UUID), a span continuing the caller's W3C `traceparent`, and HTTP metrics.
+//!
+//! The id lives in a task-local for the whole request, so a problem document built
+//! anywhere (a handler, an extractor's rejection, the panic handler) carries it.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id of the request being served (empty outside a request).
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// A caller's id is echoed only if it is short, visible ASCII: it ends up in logs and headers.
+fn acceptable(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Outermost middleware: request id, span, access log.
+pub async fn request_context(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| acceptable(id))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id);
+    kit::telemetry::continue_trace(&span, req.headers());
+    let started = Instant::now();
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(req).instrument(span.clone())).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let status = response.status();
+    let _entered = span.enter();
+    if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request failed");
+    } else {
+        tracing::debug!(status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request served");
+    }
+    response
+}
+
+/// Route-level metrics, labelled by the route template (bounded), not the raw path.
+pub async fn route_metrics(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A request id in the task-local, for upstream calls.
+pub fn grpc_request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = current_request_id().parse() {
+        request.metadata_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_sane_ids_are_echoed() {
+        assert!(super::acceptable("abc-123"));
+        assert!(!super::acceptable(""));
+        assert!(!super::acceptable("has space"));
+        assert!(!super::acceptable(&"x".repeat(129)));
+    }
+}

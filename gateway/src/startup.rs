@@ -1,0 +1,120 @@
+//! Wiring: upstream channels, the router with its layers, serving with graceful drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use axum::routing::{get, put};
+use kit::shutdown::CancellationToken;
+use kit::{ErrorCode, ServiceError};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::GatewayConfig;
+use crate::openapi::ApiDoc;
+use crate::problem::Problem;
+use crate::routes::{self, AppState, ops, products};
+use crate::upstream::Upstreams;
+
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    accepting: Arc<AtomicBool>,
+    grace: std::time::Duration,
+}
+
+impl Application {
+    pub async fn build(config: &GatewayConfig) -> anyhow::Result<Self> {
+        // Installed before the first request so no early metric is lost.
+        let _ = kit::telemetry::prometheus();
+        let upstreams = Upstreams::connect(config)?;
+        let accepting = Arc::new(AtomicBool::new(true));
+        let state = AppState { upstreams, accepting: accepting.clone() };
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            addr,
+            router: router(state, config.max_body_bytes),
+            accepting,
+            grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown`; then `/readyz` turns 503, the listener closes and in-flight
+    /// requests get the grace period to finish.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr, "gateway serving");
+        let accepting = self.accepting.clone();
+        let drained = CancellationToken::new();
+        let signal = {
+            let (shutdown, drained) = (shutdown.clone(), drained.clone());
+            async move {
+                shutdown.cancelled().await;
+                accepting.store(false, Ordering::Relaxed);
+                drained.cancel();
+            }
+        };
+        let serving = axum::serve(self.listener, self.router).with_graceful_shutdown(signal).into_future();
+        tokio::pin!(serving);
+        tokio::select! {
+            result = &mut serving => return result.context("gateway server failed"),
+            () = drained.cancelled() => {}
+        }
+        if tokio::time::timeout(self.grace, serving).await.is_err() {
+            tracing::warn!("in-flight requests did not finish within the grace period");
+        }
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route("/v1/products", get(products::list_products).post(products::create_product))
+        .route("/v1/products/{id}", get(products::get_product))
+        .route("/v1/products/{id}/stock", put(products::set_stock))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(axum::middleware::from_fn(crate::context::route_metrics))
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state);
+    Router::new()
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .merge(api)
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!("handler panicked");
+            Problem::from_error(ServiceError::new(ErrorCode::Internal, "internal error")).into_response()
+        }))
+        .layer(axum::middleware::from_fn(crate::context::request_context))
+}
+
+/// The whole process: config (exit 64 if bad), telemetry, build, serve until SIGTERM.
+pub async fn run_from_env() -> anyhow::Result<()> {
+    let config = match GatewayConfig::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            std::process::exit(kit::config::EXIT_CONFIG);
+        }
+    };
+    let _telemetry = kit::telemetry::init("gateway", &config.log_format);
+    let app = Application::build(&config).await?;
+    app.run_until_stopped(kit::shutdown::on_signal()).await
+}

@@ -1,0 +1,50 @@
+//! gRPC clients of the services, built once and cloned per request (cheap: a clone shares
+//! the HTTP/2 connections).
+
+use kit::grpc::{ClientSettings, MeshChannel, channel};
+use kit::{ErrorCode, ServiceError};
+use mesh_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::config::GatewayConfig;
+use crate::problem::Problem;
+
+#[derive(Clone)]
+pub struct Upstreams {
+    inventory: Option<InventoryServiceClient<MeshChannel>>,
+    /// (service name, health client) for `/readyz`.
+    health: Vec<(&'static str, HealthClient<MeshChannel>)>,
+}
+
+impl Upstreams {
+    pub fn connect(config: &GatewayConfig) -> anyhow::Result<Self> {
+        let settings = ClientSettings { request_timeout: config.upstream_timeout(), ..ClientSettings::default() };
+        let mut health = Vec::new();
+        let mut open = |name: &'static str, url: &Option<String>| -> anyhow::Result<Option<MeshChannel>> {
+            let Some(url) = url.as_deref().filter(|u| !u.trim().is_empty()) else { return Ok(None) };
+            let ch = channel(url, &settings)?;
+            health.push((name, HealthClient::new(ch.clone())));
+            Ok(Some(ch))
+        };
+        let inventory = open("inventory", &config.inventory_url)?.map(InventoryServiceClient::new);
+        open("coupon", &config.coupon_url)?;
+        open("point", &config.point_url)?;
+        open("payment", &config.payment_url)?;
+        Ok(Self { inventory, health })
+    }
+
+    pub fn inventory(&self) -> Result<InventoryServiceClient<MeshChannel>, Problem> {
+        self.inventory.clone().ok_or_else(|| not_routed("inventory"))
+    }
+
+    pub fn health_checks(&self) -> &[(&'static str, HealthClient<MeshChannel>)] {
+        &self.health
+    }
+}
+
+fn not_routed(service: &str) -> Problem {
+    Problem::from_error(ServiceError::new(
+        ErrorCode::Unavailable,
+        format!("{service} is not configured on this gateway"),
+    ))
+}
