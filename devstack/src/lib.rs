@@ -1,1 +1,20 @@
-//! placeholder
+//! devstack: the whole mesh on one machine, for development, demos and black-box tests.
+//!
+//! Every service runs as a child process (this same executable, re-run as
+//! `devstack service <name>`), so a crash, a `kill -9` or a restart behaves as it would
+//! in Kubernetes: the [`supervisor`] restarts a child that dies, with back-off.
+//!
+//! Map:
+//! - [`cli`]: the flags of API.md ("The dev stack").
+//! - [`preflight`]: MySQL and Redis reachable (one clear line if not), `--fresh`.
+//! - [`plan`]: which processes to run, on which ports, with which environment.
+//! - [`supervisor`]: runs, restarts and stops the children.
+//! - [`data_platform`]: the mock external data platform (also used by payment tests).
+//! - [`seed`]: `--seed-demo` data, loaded through the public API.
+
+pub mod cli;
+pub mod data_platform;
+pub mod plan;
+pub mod preflight;
+pub mod seed;
+pub mod supervisor;

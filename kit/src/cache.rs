@@ -16,3 +16,28 @@ pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
         .set_max_delay(Duration::from_millis(500));
     ConnectionManager::new_with_config(client, config).await
 }
+
+/// Deletes every key that starts with `prefix` (SCAN, never KEYS, so Redis stays responsive).
+pub async fn delete_prefix(url: &str, prefix: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{prefix}*");
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}

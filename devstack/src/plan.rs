@@ -1,0 +1,96 @@
+//! What devstack runs: every process with its ports and environment, decided up front.
+
+use std::net::TcpListener;
+
+use crate::cli::StackArgs;
+
+/// A service of the mesh as devstack knows it.
+pub struct ServiceDef {
+    pub name: &'static str,
+    pub env_prefix: &'static str,
+    /// Port offset from `--grpc-base-port`.
+    pub offset: u16,
+    /// Services whose issue is not done yet are not started.
+    pub built: bool,
+}
+
+pub const SERVICES: [ServiceDef; 4] = [
+    ServiceDef { name: "inventory", env_prefix: "INVENTORY_", offset: 0, built: true },
+    ServiceDef { name: "coupon", env_prefix: "COUPON_", offset: 1, built: false },
+    ServiceDef { name: "point", env_prefix: "POINT_", offset: 2, built: false },
+    ServiceDef { name: "payment", env_prefix: "PAYMENT_", offset: 3, built: false },
+];
+
+/// One child process: `devstack service <name>` with `env`.
+#[derive(Clone, Debug)]
+pub struct ProcessSpec {
+    /// e.g. `inventory[1]`.
+    pub label: String,
+    pub service: String,
+    pub env: Vec<(String, String)>,
+    /// Where it listens, for the log line.
+    pub addr: String,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub processes: Vec<ProcessSpec>,
+    pub gateway_url: String,
+    pub skipped: Vec<&'static str>,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn build(args: &StackArgs, data_platform_url: Option<String>) -> std::io::Result<Plan> {
+    let redis = args.redis_urls();
+    let mut processes = Vec::new();
+    let mut gateway_env = vec![("GATEWAY_HTTP_ADDR".to_owned(), format!("127.0.0.1:{}", args.gateway_port))];
+    let mut skipped = Vec::new();
+    for svc in SERVICES.iter() {
+        if !svc.built {
+            skipped.push(svc.name);
+            continue;
+        }
+        let mut urls = Vec::new();
+        for replica in 0..args.replicas_of(svc.name) {
+            let (grpc, metrics) = if replica == 0 {
+                (args.grpc_base_port + svc.offset, args.grpc_base_port + 1000 + svc.offset)
+            } else {
+                (free_port()?, free_port()?)
+            };
+            let p = svc.env_prefix;
+            let mut env = vec![
+                (format!("{p}GRPC_ADDR"), format!("127.0.0.1:{grpc}")),
+                (format!("{p}METRICS_ADDR"), format!("127.0.0.1:{metrics}")),
+                (format!("{p}MYSQL_URL"), args.mysql_url.clone()),
+                (format!("{p}DATABASE"), format!("{}{}", args.db_prefix, svc.name)),
+                (format!("{p}REDIS_URL"), redis[0].clone()),
+                (format!("{p}REDIS_KEY_PREFIX"), args.db_prefix.clone()),
+                (format!("{p}DB_MAX_CONNECTIONS"), "16".to_owned()),
+            ];
+            if svc.name == "payment" {
+                env.push((format!("{p}REDLOCK_URLS"), redis.join(",")));
+                if let Some(url) = &data_platform_url {
+                    env.push((format!("{p}DATA_PLATFORM_URL"), url.clone()));
+                }
+            }
+            urls.push(format!("http://127.0.0.1:{grpc}"));
+            processes.push(ProcessSpec {
+                label: format!("{}[{replica}]", svc.name),
+                service: svc.name.to_owned(),
+                env,
+                addr: format!("grpc 127.0.0.1:{grpc}, metrics 127.0.0.1:{metrics}"),
+            });
+        }
+        gateway_env.push((format!("GATEWAY_{}_URL", svc.name.to_uppercase()), urls.join(",")));
+    }
+    processes.push(ProcessSpec {
+        label: "gateway[0]".into(),
+        service: "gateway".into(),
+        env: gateway_env,
+        addr: format!("http 127.0.0.1:{}", args.gateway_port),
+    });
+    Ok(Plan { processes, gateway_url: format!("http://127.0.0.1:{}", args.gateway_port), skipped })
+}

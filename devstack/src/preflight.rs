@@ -1,0 +1,65 @@
+//! Before anything starts: are MySQL and Redis there? If not, one clear line that says
+//! how to start them, instead of a wall of connection errors from every child.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+
+use crate::cli::StackArgs;
+
+/// The schemas of the mesh under `prefix`.
+pub fn schemas(prefix: &str) -> [String; 4] {
+    ["inventory", "coupon", "point", "payment"].map(|svc| format!("{prefix}{svc}"))
+}
+
+pub async fn check_backends(args: &StackArgs) -> Result<(), String> {
+    let mut opts = ConnectOptions::new(args.mysql_url.trim_end_matches('/').to_owned());
+    opts.connect_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(3))
+        .max_connections(1)
+        .sqlx_logging(false);
+    let mysql = async {
+        let db = Database::connect(opts).await?;
+        db.execute_unprepared("SELECT 1").await?;
+        db.close().await
+    };
+    if let Err(err) = tokio::time::timeout(Duration::from_secs(5), mysql)
+        .await
+        .map_err(|_| "timed out".to_owned())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        return Err(format!(
+            "MySQL is not reachable at {} ({err}); start it with: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+            kit::db::redact(&args.mysql_url)
+        ));
+    }
+    for url in args.redis_urls() {
+        let ping = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        let result = tokio::time::timeout(Duration::from_secs(3), ping).await;
+        if !matches!(result, Ok(Ok(_))) {
+            let why = match result {
+                Ok(Err(err)) => err.to_string(),
+                _ => "timed out".to_owned(),
+            };
+            return Err(format!(
+                "Redis is not reachable at {url} ({why}); start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `--fresh`: drop the mesh's schemas and delete its Redis keys.
+pub async fn wipe(args: &StackArgs) -> anyhow::Result<()> {
+    for schema in schemas(&args.db_prefix) {
+        kit::db::drop_schema(&args.mysql_url, &schema).await?;
+    }
+    for url in args.redis_urls() {
+        kit::cache::delete_prefix(&url, &args.db_prefix).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! devstack as a user runs it: the real binary, real children, real MariaDB and Redis.
+
+mod data_platform;
+mod stack;

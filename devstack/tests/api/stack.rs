@@ -1,0 +1,159 @@
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Consecutive free ports for the four services' gRPC and metrics listeners.
+fn free_base() -> u16 {
+    loop {
+        let base = 20_000 + (rand_u16() % 20_000);
+        let all_free = (0..4).chain(1000..1004).all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+}
+
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    (nanos ^ std::process::id()) as u16
+}
+
+struct Stack {
+    child: Child,
+    gateway: String,
+    log: Arc<Mutex<Vec<String>>>,
+    prefix: String,
+}
+
+async fn start_stack(extra: &[&str]) -> Stack {
+    let prefix = kit::testing::unique_prefix();
+    let gateway_port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(["--gateway-port", &gateway_port.to_string()])
+        .args(["--grpc-base-port", &free_base().to_string()])
+        .args(["--data-platform-port", &free_port().to_string()])
+        .args(["--db-prefix", &prefix, "--fresh"])
+        .args(["--mysql-url", &kit::testing::mysql_url(), "--redis-url", &kit::testing::redis_url()])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("devstack starts");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let sink = log.clone();
+    tokio::spawn(async move {
+        let mut lines = stderr.lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("devstack:") {
+                sink.lock().unwrap().push(line);
+            }
+        }
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(120), stdout.next_line()).await;
+    let line = ready.expect("READY within 120 s").unwrap().expect("a line");
+    assert_eq!(line, format!("READY http://127.0.0.1:{gateway_port}"));
+    Stack { child, gateway: format!("http://127.0.0.1:{gateway_port}"), log, prefix }
+}
+
+impl Stack {
+    fn pid_of(&self, label: &str) -> i32 {
+        let log = self.log.lock().unwrap();
+        let line =
+            log.iter().rev().find(|l| l.starts_with(&format!("devstack: started {label} pid="))).expect("started line");
+        line.split("pid=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    async fn stop(mut self) -> std::process::ExitStatus {
+        kill(Pid::from_raw(self.child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("stops").unwrap();
+        for schema in devstack::preflight::schemas(&self.prefix) {
+            kit::db::drop_schema(&kit::testing::mysql_url(), &schema).await.unwrap();
+        }
+        kit::cache::delete_prefix(&kit::testing::redis_url(), &self.prefix).await.unwrap();
+        status
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+}
+
+#[tokio::test]
+async fn the_stack_serves_survives_a_kill_9_and_stops_cleanly() {
+    kit::testing::install_crypto_provider();
+    let stack = start_stack(&["--replicas", "inventory=2", "--seed-demo"]).await;
+    let http = reqwest::Client::new();
+    let seeded: Value = http.get(format!("{}/v1/products", stack.gateway)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(seeded["totalItems"], 5, "demo data loaded");
+
+    let victim = stack.pid_of("inventory[0]");
+    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    // The other replica keeps serving while the victim is restarted.
+    for i in 0..20 {
+        let resp = http
+            .post(format!("{}/v1/products", stack.gateway))
+            .json(&json!({"name": format!("after kill {i}"), "price": 1, "stock": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status() == 201 || resp.status() == 503, "{}", resp.status());
+    }
+    let mut restarted = false;
+    for _ in 0..100 {
+        if stack.logged("inventory[0] exited") && stack.pid_of("inventory[0]") != victim {
+            restarted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(restarted, "the killed replica is restarted: {:?}", stack.log.lock().unwrap());
+    let new_pid = stack.pid_of("inventory[0]");
+    let gateway_pid = stack.pid_of("gateway[0]");
+    let status = stack.stop().await;
+    assert!(status.success(), "devstack exits 0 on SIGTERM: {status}");
+    assert!(!alive(new_pid) && !alive(gateway_pid), "no child outlives devstack");
+}
+
+#[tokio::test]
+async fn an_unreachable_mysql_is_one_clear_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(["--mysql-url", "mysql://root@127.0.0.1:1", "--gateway-port", &free_port().to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("MySQL is not reachable") && stderr.contains("start-stop-daemon"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_one_clear_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(["--redis-url", "redis://127.0.0.1:1", "--gateway-port", &free_port().to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Redis is not reachable") && stderr.contains("redis-server"), "{stderr}");
+}
