@@ -54,10 +54,11 @@ async fn main() -> anyhow::Result<()> {
         }
         () = shutdown.cancelled() => {}
     }
-    if args.seed_demo && !shutdown.is_cancelled() {
-        if let Err(err) = seed::load(&plan.gateway_url).await {
-            eprintln!("devstack: seeding failed: {err:#}");
-        }
+    if args.seed_demo
+        && !shutdown.is_cancelled()
+        && let Err(err) = seed::load(&plan.gateway_url).await
+    {
+        eprintln!("devstack: seeding failed: {err:#}");
     }
     if !shutdown.is_cancelled() {
         println!("READY {}", plan.gateway_url);
@@ -81,10 +82,10 @@ async fn wait_ready(gateway: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
     let started = Instant::now();
     loop {
-        if let Ok(resp) = http.get(format!("{gateway}/readyz")).send().await {
-            if resp.status().is_success() {
-                return Ok(());
-            }
+        if let Ok(resp) = http.get(format!("{gateway}/readyz")).send().await
+            && resp.status().is_success()
+        {
+            return Ok(());
         }
         if started.elapsed() > READY_TIMEOUT {
             anyhow::bail!("the mesh was not ready after {}s (see the logs above)", READY_TIMEOUT.as_secs());

@@ -10,10 +10,15 @@ use utoipa::ToSchema;
 
 use crate::context;
 
+/// An error response: a boxed [`ProblemDocument`], so `Result<_, Problem>` stays small on
+/// the happy path.
+#[derive(Clone, Debug)]
+pub struct Problem(Box<ProblemDocument>);
+
 /// An RFC 9457 problem document with the mesh's stable `code`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Problem {
+pub struct ProblemDocument {
     /// A URI reference naming the problem type.
     #[serde(rename = "type")]
     pub kind: String,
@@ -48,7 +53,7 @@ impl Problem {
 
     /// For the few HTTP-only situations (405, 413) whose status is not the code's own.
     pub fn with_status(status: u16, err: ServiceError) -> Self {
-        Self {
+        Self(Box::new(ProblemDocument {
             kind: format!("/problems/{}", err.code.as_str().to_lowercase().replace('_', "-")),
             title: err.code.title().to_owned(),
             status,
@@ -59,12 +64,16 @@ impl Problem {
             product_id: err.product_id,
             order_id: err.order_id,
             retry_after_secs: None,
-        }
+        }))
     }
 
     pub fn retry_after(mut self, secs: u64) -> Self {
-        self.retry_after_secs = Some(secs);
+        self.0.retry_after_secs = Some(secs);
         self
+    }
+
+    pub fn document(&self) -> &ProblemDocument {
+        &self.0
     }
 }
 
@@ -86,9 +95,9 @@ impl From<tonic::Status> for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let retry_after = self.retry_after_secs;
-        let mut response = (status, Json(self)).into_response();
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.0.retry_after_secs;
+        let mut response = (status, Json(*self.0)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(secs) = retry_after {

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::{AppState, etag, timestamp};
 use crate::context::grpc_request;
 use crate::extract::{JsonBody, QueryPairs, if_match_version, positive_id};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemDocument};
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -70,17 +70,15 @@ fn with_etag(status: StatusCode, product: pb::Product, location: bool) -> Respon
     let id = product.id;
     let mut response = (status, Json(ProductBody::from(product))).into_response();
     response.headers_mut().insert(header::ETAG, tag);
-    if location {
-        if let Ok(value) = HeaderValue::from_str(&format!("/v1/products/{id}")) {
-            response.headers_mut().insert(header::LOCATION, value);
-        }
+    if location && let Ok(value) = HeaderValue::from_str(&format!("/v1/products/{id}")) {
+        response.headers_mut().insert(header::LOCATION, value);
     }
     response
 }
 
 #[utoipa::path(post, path = "/v1/products", request_body = CreateProduct, tag = "products",
     responses((status = 201, body = ProductBody, description = "Created; `Location` and `ETag` set"),
-              (status = 400, body = Problem, content_type = "application/problem+json")))]
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn create_product(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateProduct>,
@@ -95,7 +93,7 @@ pub async fn create_product(
            ("sort" = Option<String>, Query, description = "id (default), name, price, -price, newest"),
            ("page" = Option<i64>, Query, description = "Zero-based page, >= 0"),
            ("size" = Option<i64>, Query, description = "1..=100, default 20")),
-    responses((status = 200, body = ProductPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ProductPage), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn list_products(State(state): State<AppState>, query: QueryPairs) -> Result<Json<ProductPage>, Problem> {
     let sort = match query.get("sort").unwrap_or("id") {
         "id" => pb::ProductSort::Id,
@@ -123,8 +121,8 @@ pub async fn list_products(State(state): State<AppState>, query: QueryPairs) -> 
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "products",
     params(("id" = i64, Path, description = "Product id")),
     responses((status = 200, body = ProductBody, description = "`ETag` set"),
-              (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn get_product(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     let id = positive_id(&id, "id")?;
     let product =
@@ -136,9 +134,9 @@ pub async fn get_product(State(state): State<AppState>, Path(id): Path<String>) 
     params(("id" = i64, Path, description = "Product id"),
            ("If-Match" = Option<String>, Header, description = "Only if this ETag (\"<version>\") is current")),
     responses((status = 200, body = ProductBody),
-              (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 412, body = Problem, content_type = "application/problem+json", description = "VERSION_MISMATCH")))]
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 412, body = ProblemDocument, content_type = "application/problem+json", description = "VERSION_MISMATCH")))]
 pub async fn set_stock(
     State(state): State<AppState>,
     Path(id): Path<String>,

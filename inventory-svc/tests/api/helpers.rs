@@ -16,7 +16,6 @@ pub type Client = InventoryServiceClient<Channel>;
 
 /// A running inventory-svc on its own schema and Redis key prefix; dropped = cleaned up.
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub client: Client,
     pub schema: String,
     pub redis_prefix: String,
@@ -36,11 +35,11 @@ pub async fn spawn_app() -> TestApp {
     service.db_max_connections = 24;
     let config = InventoryConfig { service, cache_ttl: Duration::from_secs(30) };
     let app = Application::build(&config).await.expect("inventory-svc builds");
-    let addr = app.addr();
+    let addr: SocketAddr = app.addr();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let client = InventoryServiceClient::connect(format!("http://{addr}")).await.expect("connects");
-    TestApp { addr, client, schema, redis_prefix: prefix, shutdown }
+    TestApp { client, schema, redis_prefix: prefix, shutdown }
 }
 
 impl TestApp {
