@@ -44,7 +44,7 @@ impl Application {
                 .await
                 .with_context(|| format!("cannot serve metrics on {metrics_addr}"))?;
         }
-        let server = GrpcServer::new(listener, settings.request_timeout(), settings.shutdown_grace());
+        let server = GrpcServer::new(listener, settings.request_timeout(), settings.shutdown_timing());
         Ok(Self { addr, server, inventory: Inventory::new(db, cache) })
     }
 

@@ -69,6 +69,9 @@ pub struct ServiceSettings {
     pub redis_url: String,
     /// Prepended to every Redis key, so several meshes (or tests) can share one Redis.
     pub redis_key_prefix: String,
+    /// After SIGTERM, how long health reports NOT_SERVING while the listener still accepts,
+    /// so load balancers stop routing here before connections are refused.
+    pub shutdown_drain_ms: u64,
     /// How long in-flight calls may take to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
     /// Longest a single call may run on the server, whatever deadline the client sent.
@@ -88,14 +91,18 @@ impl ServiceSettings {
             db_max_connections: 32,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: String::new(),
+            shutdown_drain_ms: 1_000,
             shutdown_grace_secs: 25,
             request_timeout_ms: 10_000,
             log_format: "json".into(),
         }
     }
 
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
+    pub fn shutdown_timing(&self) -> crate::grpc::ShutdownTiming {
+        crate::grpc::ShutdownTiming {
+            drain: Duration::from_millis(self.shutdown_drain_ms),
+            grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
     }
 
     pub fn request_timeout(&self) -> Duration {

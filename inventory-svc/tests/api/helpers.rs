@@ -16,6 +16,7 @@ pub type Client = InventoryServiceClient<Channel>;
 
 /// A running inventory-svc on its own schema and Redis key prefix; dropped = cleaned up.
 pub struct TestApp {
+    pub addr: SocketAddr,
     pub client: Client,
     pub schema: String,
     pub redis_prefix: String,
@@ -33,16 +34,22 @@ pub async fn spawn_app() -> TestApp {
     service.redis_url = kit::testing::redis_url();
     service.redis_key_prefix = prefix.clone();
     service.db_max_connections = 24;
+    service.shutdown_drain_ms = 300;
     let config = InventoryConfig { service, cache_ttl: Duration::from_secs(30) };
     let app = Application::build(&config).await.expect("inventory-svc builds");
     let addr: SocketAddr = app.addr();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let client = InventoryServiceClient::connect(format!("http://{addr}")).await.expect("connects");
-    TestApp { client, schema, redis_prefix: prefix, shutdown }
+    TestApp { addr, client, schema, redis_prefix: prefix, shutdown }
 }
 
 impl TestApp {
+    /// What SIGTERM does in production.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     pub async fn create_product(&self, name: &str, price: i64, stock: i64) -> pb::Product {
         let req = pb::CreateProductRequest { name: name.into(), price, stock };
         self.client.clone().create_product(req).await.expect("product created").into_inner()

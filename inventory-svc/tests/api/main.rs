@@ -4,3 +4,4 @@ mod config;
 mod helpers;
 mod products;
 mod reservations;
+mod shutdown;

@@ -7,4 +7,4 @@ mod server;
 
 pub use client::{ClientSettings, MeshChannel, TraceContext, channel, channel_to};
 pub use metrics_layer::GrpcMetricsLayer;
-pub use server::{GrpcServer, ServeError};
+pub use server::{GrpcServer, ServeError, ShutdownTiming};

@@ -26,17 +26,26 @@ pub enum ServeError {
 pub struct GrpcServer {
     listener: TcpListener,
     request_timeout: Duration,
-    shutdown_grace: Duration,
+    shutdown: ShutdownTiming,
+}
+
+/// How a server winds down after its shutdown token is cancelled.
+#[derive(Clone, Copy, Debug)]
+pub struct ShutdownTiming {
+    /// Health reports NOT_SERVING this long before the listener closes.
+    pub drain: Duration,
+    /// In-flight calls get this long to finish once the listener is closed.
+    pub grace: Duration,
 }
 
 impl GrpcServer {
     /// `listener` is bound by the caller (port 0 in tests, so the port is known before serving).
-    pub fn new(listener: TcpListener, request_timeout: Duration, shutdown_grace: Duration) -> Self {
-        Self { listener, request_timeout, shutdown_grace }
+    pub fn new(listener: TcpListener, request_timeout: Duration, shutdown: ShutdownTiming) -> Self {
+        Self { listener, request_timeout, shutdown }
     }
 
     /// Serves `service` until `shutdown` is cancelled. Then health turns NOT_SERVING, the
-    /// listener closes, and in-flight calls get `shutdown_grace` to finish.
+    /// listener closes after the drain delay, and in-flight calls get the grace period.
     pub async fn serve<S>(self, service: S, shutdown: CancellationToken) -> Result<(), ServeError>
     where
         S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
@@ -59,12 +68,14 @@ impl GrpcServer {
         routes = routes.add_service(health_service).add_service(reflection);
 
         let drained = CancellationToken::new();
+        let timing = self.shutdown;
         let signal = {
             let (shutdown, drained) = (shutdown.clone(), drained.clone());
             async move {
                 shutdown.cancelled().await;
                 health.set_service_status(S::NAME, ServingStatus::NotServing).await;
                 health.set_service_status("", ServingStatus::NotServing).await;
+                tokio::time::sleep(timing.drain).await;
                 drained.cancel();
             }
         };
@@ -81,10 +92,10 @@ impl GrpcServer {
             result = &mut serving => return result.map_err(ServeError::from),
             () = drained.cancelled() => {}
         }
-        match tokio::time::timeout(self.shutdown_grace, serving).await {
+        match tokio::time::timeout(timing.grace, serving).await {
             Ok(result) => result.map_err(ServeError::from),
             Err(_) => {
-                tracing::warn!(grace = ?self.shutdown_grace, "in-flight calls did not finish within the grace period");
+                tracing::warn!(grace = ?timing.grace, "in-flight calls did not finish within the grace period");
                 Ok(())
             }
         }
