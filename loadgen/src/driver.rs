@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -104,6 +104,8 @@ pub struct LoopResult {
     pub tally: Tally,
     /// Client tasks still waiting on a request when the grace period ran out.
     pub aborted_clients: usize,
+    /// CPU seconds the load generator itself burned during the run.
+    pub loadgen_cpu_s: Option<f64>,
 }
 
 // Client tasks record into a few shards rather than one histogram each: 1,000 full
@@ -121,6 +123,7 @@ where
     let shards: Arc<Vec<Mutex<Tally>>> = Arc::new((0..SHARDS).map(|_| Mutex::new(Tally::new())).collect());
     let issued = Arc::new(AtomicU64::new(0));
     let budget = limits.max_requests.unwrap_or(u64::MAX);
+    let cpu_before = crate::procfs::own_cpu_seconds();
     let started = Instant::now();
     let deadline = started + limits.duration;
 
@@ -154,12 +157,13 @@ where
         }
     }
     let elapsed = started.elapsed();
+    let loadgen_cpu_s = crate::procfs::own_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
 
     let mut tally = Tally::new();
     for shard in shards.iter() {
         tally.merge(&shard.lock().unwrap_or_else(PoisonError::into_inner));
     }
-    LoopResult { clients, elapsed, tally, aborted_clients }
+    LoopResult { clients, elapsed, tally, aborted_clients, loadgen_cpu_s }
 }
 
 #[cfg(test)]

@@ -1,1 +1,22 @@
-//! placeholder
+//! Load generator and benchmark report for the mesh.
+//!
+//! Every scenario is a closed loop ([`driver::run_closed_loop`]): N client tasks, each
+//! sending its next request when the previous one answered, bounded by a duration and an
+//! optional request budget. A scenario sets up its own data, runs, verifies what it can
+//! (zero oversell, exact sell-out) and returns a [`report::Report`], printed as a table
+//! and one JSON line. `bench <service>` also measures the raw backend in the same run and
+//! prints our throughput as a ratio of it (DESIGN.md, "Performance targets").
+//!
+//! Adding a scenario: a function in `scenarios/` that builds its clients, calls
+//! `run_closed_loop(clients, limits, |client_idx, seq| async { .. Outcome })` and returns a
+//! `Report`; then a subcommand in `cli`. Traffic goes to loopback addresses only ([`net`]).
+
+pub mod bench;
+pub mod cli;
+pub mod driver;
+pub mod net;
+pub mod procfs;
+pub mod raw;
+pub mod report;
+pub mod scenarios;
+pub mod spawn;

@@ -104,6 +104,7 @@ impl Report {
             "ok_rps": round3(self.ok_per_second()),
             "latency_ms": {"p50": l.p50, "p95": l.p95, "p99": l.p99, "max": l.max},
             "aborted_clients": self.run.aborted_clients,
+            "loadgen_cpu_s": self.run.loadgen_cpu_s.map(round3),
             "extra": self.extra,
             "checks": checks,
             "passed": self.passed(),
@@ -130,7 +131,11 @@ impl Report {
             "run",
             self.run.clients,
             self.run.elapsed.as_secs_f64(),
-            if self.run.aborted_clients > 0 { format!(", {} clients aborted", self.run.aborted_clients) } else { String::new() }
+            if self.run.aborted_clients > 0 {
+                format!(", {} clients aborted", self.run.aborted_clients)
+            } else {
+                String::new()
+            }
         );
         out += &format!("  {:<14}{}\n", "requests", t.total());
         out += &format!("  {:<14}{} ({:.1}/s)\n", "ok", t.ok, self.ok_per_second());
@@ -144,10 +149,12 @@ impl Report {
         };
         out += &format!("  {:<14}{errors}\n", "errors");
         out += &format!("  {:<14}{:.1} req/s\n", "throughput", self.throughput());
-        out += &format!(
-            "  {:<14}p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n",
-            "latency ms", l.p50, l.p95, l.p99, l.max
-        );
+        out +=
+            &format!("  {:<14}p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n", "latency ms", l.p50, l.p95, l.p99, l.max);
+        if let Some(cpu) = self.run.loadgen_cpu_s {
+            let cores = cpu / self.run.elapsed.as_secs_f64().max(1e-9);
+            out += &format!("  {:<14}{cpu:.2} s ({cores:.2} cores)\n", "loadgen cpu");
+        }
         for (k, v) in &self.extra {
             out += &format!("  {:<14}{}\n", k, plain(v));
         }
@@ -181,7 +188,8 @@ mod tests {
             tally.record(outcome, Duration::from_millis(i));
         }
         tally.record(Outcome::Error("Unavailable".into()), Duration::from_millis(500));
-        let run = LoopResult { clients: 4, elapsed: Duration::from_secs(2), tally, aborted_clients: 0 };
+        let run =
+            LoopResult { clients: 4, elapsed: Duration::from_secs(2), tally, aborted_clients: 0, loadgen_cpu_s: None };
         let mut report = Report::new("unit", run);
         report.check("invariant", true, "ok");
         let json = report.to_json();

@@ -1,0 +1,104 @@
+//! The bare backends, measured in the same run as the mesh: our figures are reported as a
+//! ratio of these, since absolute numbers drift from machine to machine and run to run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement};
+
+use crate::driver::{Limits, Outcome, run_closed_loop};
+use crate::report::Report;
+
+/// Large enough that no run can sell it out, small enough to stay far from BIGINT limits.
+const RAW_STOCK: i64 = 1_000_000_000_000;
+
+const HOT_UPDATE: &str = "UPDATE product SET stock = stock - 1, version = version + 1 WHERE id = 1 AND stock >= 1";
+
+fn label(err: &DbErr) -> String {
+    match err {
+        DbErr::ConnectionAcquire(_) => "ConnectionAcquire",
+        DbErr::Conn(_) => "Connection",
+        DbErr::Exec(_) => "Exec",
+        DbErr::Query(_) => "Query",
+        _ => "Db",
+    }
+    .to_owned()
+}
+
+/// `clients` connections each run the autocommit conditional UPDATE on one row, back to
+/// back: the ceiling any MySQL-backed hot-SKU reservation can reach on this machine.
+pub async fn mysql_hot_update(mysql_url: &str, clients: usize, limits: Limits) -> anyhow::Result<Report> {
+    crate::net::ensure_loopback("mysql url", mysql_url)?;
+    let server_url = mysql_url.trim_end_matches('/').to_owned();
+    let schema = format!("{}loadgen_raw", kit::testing::unique_prefix());
+    let server = Database::connect(server_url.as_str())
+        .await
+        .with_context(|| format!("cannot reach MySQL at {}", kit::db::redact(&server_url)))?;
+    server.execute_unprepared(&format!("CREATE DATABASE `{schema}`")).await?;
+    let _ = server.close().await;
+
+    let outcome = run_in_schema(&server_url, &schema, clients, limits).await;
+    // Dropped whatever happened, so a failed run leaves nothing behind.
+    let dropped = kit::db::drop_schema(&server_url, &schema).await;
+    let mut report = outcome?;
+    dropped.context("cannot drop the raw benchmark schema")?;
+    report.param("schema", format!("{schema} (dropped)"));
+    Ok(report)
+}
+
+async fn run_in_schema(server_url: &str, schema: &str, clients: usize, limits: Limits) -> anyhow::Result<Report> {
+    let clients = clients.max(1);
+    let mut opts = ConnectOptions::new(format!("{server_url}/{schema}"));
+    opts.max_connections(clients as u32)
+        .min_connections(clients as u32)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db: Arc<DatabaseConnection> = Arc::new(Database::connect(opts).await.context("cannot open the raw pool")?);
+    db.execute_unprepared(
+        "CREATE TABLE product (id BIGINT PRIMARY KEY, stock BIGINT NOT NULL, version BIGINT NOT NULL) ENGINE=InnoDB",
+    )
+    .await?;
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::MySql,
+        "INSERT INTO product (id, stock, version) VALUES (1, ?, 0)",
+        [RAW_STOCK.into()],
+    ))
+    .await?;
+    // Open every connection before the clock starts: a connect is not an UPDATE.
+    let opens = (0..clients).map(|_| {
+        let db = db.clone();
+        async move { db.execute_unprepared("DO SLEEP(0.05)").await }
+    });
+    futures::future::try_join_all(opens).await.context("cannot open the raw connections")?;
+
+    let shared = db.clone();
+    let run = run_closed_loop(clients, limits, move |_, _| {
+        let db = shared.clone();
+        async move {
+            match db.execute_raw(Statement::from_string(DbBackend::MySql, HOT_UPDATE)).await {
+                Ok(done) if done.rows_affected() == 1 => Outcome::Ok,
+                Ok(_) => Outcome::Rejected("no_stock"),
+                Err(err) => Outcome::Error(label(&err)),
+            }
+        }
+    })
+    .await;
+
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::MySql, "SELECT stock, version FROM product WHERE id = 1"))
+        .await?
+        .context("the raw row vanished")?;
+    let (stock, version): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+    let _ = db.close_by_ref().await;
+
+    let mut report = Report::new("raw-mysql-hot-update", run);
+    report.param("mysql", kit::db::redact(server_url)).param("pool", clients as u64);
+    report.extra("final_version", version);
+    let ok = report.run.tally.ok as i64;
+    let errors = report.run.tally.errors_total() as i64;
+    let (passed, detail) = crate::scenarios::inventory::stock_invariant(RAW_STOCK, ok, errors, stock);
+    report.check("stock invariant", passed && stock + version == RAW_STOCK, detail);
+    Ok(report)
+}
