@@ -1,23 +1,37 @@
 //! The inventory's use cases: domain values in, domain values out, with the store and
 //! the product cache kept consistent (every write invalidates after it commits).
 
+use kit::batch::Combiner;
 use kit::saga::SagaRef;
 use sea_orm::DatabaseConnection;
 
 use crate::domain::{
     InventoryError, NewProduct, Page, Product, ProductId, ProductQuery, ReservationRequest, StockLevel,
 };
-use crate::store::{self, ProductCache, Released, Reserved};
+use crate::store::{self, HotReservation, ProductCache, Released, Reserved};
+
+type HotRows = Combiner<ProductId, HotReservation, Result<Reserved, InventoryError>>;
 
 #[derive(Clone)]
 pub struct Inventory {
     db: DatabaseConnection,
     cache: ProductCache,
+    /// Coalesces concurrent single-line reservations per product; `None` = one transaction each.
+    hot_rows: Option<HotRows>,
 }
 
 impl Inventory {
-    pub fn new(db: DatabaseConnection, cache: ProductCache) -> Self {
-        Self { db, cache }
+    /// `hot_batch_max`: most single-line reservations of one product decided in one
+    /// transaction; 0 turns coalescing off.
+    pub fn new(db: DatabaseConnection, cache: ProductCache, hot_batch_max: usize) -> Self {
+        let hot_rows = (hot_batch_max > 0).then(|| {
+            let db = db.clone();
+            Combiner::new(hot_batch_max, move |product, items: Vec<HotReservation>| {
+                let db = db.clone();
+                async move { store::reserve_batch(&db, product, &items).await }
+            })
+        });
+        Self { db, cache, hot_rows }
     }
 
     pub async fn create(&self, new: NewProduct) -> Result<Product, InventoryError> {
@@ -57,7 +71,16 @@ impl Inventory {
     }
 
     pub async fn reserve(&self, saga: &SagaRef, request: &ReservationRequest) -> Result<Reserved, InventoryError> {
-        let result = store::reserve(&self.db, saga, request).await;
+        let result = match (request.lines(), &self.hot_rows) {
+            ([line], Some(hot_rows)) => {
+                let item = HotReservation { saga: saga.clone(), quantity: line.quantity };
+                hot_rows
+                    .submit(line.product_id, item)
+                    .await
+                    .unwrap_or_else(|lost| Err(InventoryError::Store(lost.into())))
+            }
+            _ => store::reserve(&self.db, saga, request).await,
+        };
         let outcome = match &result {
             Ok(reserved) if reserved.replayed => "replayed",
             Ok(_) => "reserved",

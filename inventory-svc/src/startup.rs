@@ -45,7 +45,7 @@ impl Application {
                 .with_context(|| format!("cannot serve metrics on {metrics_addr}"))?;
         }
         let server = GrpcServer::new(listener, settings.request_timeout(), settings.shutdown_timing());
-        Ok(Self { addr, server, inventory: Inventory::new(db, cache) })
+        Ok(Self { addr, server, inventory: Inventory::new(db, cache, config.hot_batch_max) })
     }
 
     /// The address actually bound (the real port when configured with port 0).

@@ -9,11 +9,13 @@
 //!   (deadlines, lazy reconnect, trace propagation, balancing over replicas).
 //! - [`error`]: the stable error codes and the one table mapping them to gRPC and HTTP.
 //! - [`barrier`]: the saga barrier that makes every participant call idempotent (DESIGN.md).
+//! - [`batch`]: group commit for hot keys (one transaction per batch of concurrent requests).
 //! - [`saga`]: the parsed saga coordinates a participant call carries.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a cancellation token.
 //! - [`testing`]: isolation helpers for integration tests (random schema and key prefixes).
 
 pub mod barrier;
+pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod db;

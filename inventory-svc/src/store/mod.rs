@@ -3,10 +3,12 @@
 
 mod cache;
 mod entity;
+mod hot_reservations;
 mod products;
 mod reservations;
 
 pub use cache::ProductCache;
+pub use hot_reservations::{HotReservation, reserve_batch};
 pub use products::{create, get, list, set_stock};
 pub use reservations::{Released, Reserved, release, reserve};
 

@@ -73,7 +73,7 @@ async fn reserve_in(
     match barrier::enter_action(txn, saga).await.map_err(store_err)? {
         ActionGate::Proceed => {}
         ActionGate::AlreadyDone(_) => {
-            let lines = reserved_lines(txn, saga.saga_id()).await?;
+            let lines = reserved_lines_of(txn, saga.saga_id()).await?;
             return Ok(Reserved { lines, changed: Vec::new(), replayed: true });
         }
         ActionGate::Compensated => return Err(InventoryError::StepCompensated),
@@ -182,7 +182,11 @@ async fn exists(txn: &DatabaseTransaction, id: i64) -> Result<bool, InventoryErr
     Ok(row.is_some())
 }
 
-async fn reserved_lines(txn: &DatabaseTransaction, saga_id: &str) -> Result<Vec<ReservedLine>, InventoryError> {
+/// What `saga_id` reserved, for answering a duplicate action.
+pub(super) async fn reserved_lines_of(
+    txn: &DatabaseTransaction,
+    saga_id: &str,
+) -> Result<Vec<ReservedLine>, InventoryError> {
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::MySql,

@@ -24,6 +24,14 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(256).await
+}
+
+/// Both reservation paths must hold every invariant: coalesced (`hot_batch_max` > 0) and
+/// one transaction per request (0).
+pub const RESERVATION_MODES: [usize; 2] = [256, 0];
+
+pub async fn spawn_app_with(hot_batch_max: usize) -> TestApp {
     kit::testing::install_crypto_provider();
     let prefix = kit::testing::unique_prefix();
     let schema = format!("{prefix}inventory");
@@ -35,7 +43,7 @@ pub async fn spawn_app() -> TestApp {
     service.redis_key_prefix = prefix.clone();
     service.db_max_connections = 24;
     service.shutdown_drain_ms = 300;
-    let config = InventoryConfig { service, cache_ttl: Duration::from_secs(30) };
+    let config = InventoryConfig { service, cache_ttl: Duration::from_secs(30), hot_batch_max };
     let app = Application::build(&config).await.expect("inventory-svc builds");
     let addr: SocketAddr = app.addr();
     let shutdown = CancellationToken::new();

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use kit::ErrorCode;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{RESERVATION_MODES, spawn_app, spawn_app_with};
 
 async fn race(app: &crate::helpers::TestApp, product: i64, buyers: usize) -> HashMap<&'static str, usize> {
     let calls = (0..buyers).map(|i| {
@@ -26,24 +26,28 @@ async fn race(app: &crate::helpers::TestApp, product: i64, buyers: usize) -> Has
 
 #[tokio::test]
 async fn a_thousand_buyers_for_a_hundred_units_sell_exactly_a_hundred() {
-    let app = spawn_app().await;
-    let p = app.create_product("Hot SKU", 1000, 100).await;
-    let outcomes = race(&app, p.id, 1000).await;
-    assert_eq!(outcomes.get("ok"), Some(&100));
-    assert_eq!(outcomes.get("out_of_stock"), Some(&900));
-    assert_eq!(app.stock_in_db(p.id).await, 0);
-    let product = app.product(p.id).await;
-    assert_eq!((product.stock, product.version), (0, 101));
+    for mode in RESERVATION_MODES {
+        let app = spawn_app_with(mode).await;
+        let p = app.create_product("Hot SKU", 1000, 100).await;
+        let outcomes = race(&app, p.id, 1000).await;
+        assert_eq!(outcomes.get("ok"), Some(&100));
+        assert_eq!(outcomes.get("out_of_stock"), Some(&900));
+        assert_eq!(app.stock_in_db(p.id).await, 0);
+        let product = app.product(p.id).await;
+        assert_eq!((product.stock, product.version), (0, 101));
+    }
 }
 
 #[tokio::test]
 async fn a_hundred_and_one_buyers_for_a_hundred_leave_exactly_one_out() {
-    let app = spawn_app().await;
-    let p = app.create_product("Limited", 1000, 100).await;
-    let outcomes = race(&app, p.id, 101).await;
-    assert_eq!(outcomes.get("ok"), Some(&100));
-    assert_eq!(outcomes.get("out_of_stock"), Some(&1));
-    assert_eq!(app.stock_in_db(p.id).await, 0);
+    for mode in RESERVATION_MODES {
+        let app = spawn_app_with(mode).await;
+        let p = app.create_product("Limited", 1000, 100).await;
+        let outcomes = race(&app, p.id, 101).await;
+        assert_eq!(outcomes.get("ok"), Some(&100));
+        assert_eq!(outcomes.get("out_of_stock"), Some(&1));
+        assert_eq!(app.stock_in_db(p.id).await, 0);
+    }
 }
 
 #[tokio::test]
@@ -80,14 +84,16 @@ async fn a_reservation_prices_every_line_and_a_duplicate_takes_nothing_more() {
 
 #[tokio::test]
 async fn concurrent_duplicates_of_one_reservation_take_once() {
-    let app = spawn_app().await;
-    let p = app.create_product("P", 100, 50).await;
-    let line = [(p.id, 5)];
-    let calls = (0..20).map(|_| app.reserve("same-saga", &line));
-    let results = futures::future::join_all(calls).await;
-    assert!(results.iter().all(Result::is_ok));
-    assert_eq!(results.iter().filter(|r| !r.as_ref().unwrap().replayed).count(), 1);
-    assert_eq!(app.stock_in_db(p.id).await, 45);
+    for mode in RESERVATION_MODES {
+        let app = spawn_app_with(mode).await;
+        let p = app.create_product("P", 100, 50).await;
+        let line = [(p.id, 5)];
+        let calls = (0..20).map(|_| app.reserve("same-saga", &line));
+        let results = futures::future::join_all(calls).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(results.iter().filter(|r| !r.as_ref().unwrap().replayed).count(), 1);
+        assert_eq!(app.stock_in_db(p.id).await, 45);
+    }
 }
 
 #[tokio::test]
@@ -111,64 +117,110 @@ async fn release_gives_back_exactly_what_was_reserved_once() {
 
 #[tokio::test]
 async fn a_release_before_its_reserve_blocks_the_late_reserve() {
-    let app = spawn_app().await;
-    let p = app.create_product("P", 1, 10).await;
-    let released = app.release("early").await.unwrap();
-    assert!(released.null_compensation);
-    let late = app.reserve("early", &[(p.id, 2)]).await.unwrap_err();
-    assert_eq!(late.code, ErrorCode::InvalidStateTransition);
-    assert_eq!(app.stock_in_db(p.id).await, 10);
+    for mode in RESERVATION_MODES {
+        let app = spawn_app_with(mode).await;
+        let p = app.create_product("P", 1, 10).await;
+        let released = app.release("early").await.unwrap();
+        assert!(released.null_compensation);
+        let late = app.reserve("early", &[(p.id, 2)]).await.unwrap_err();
+        assert_eq!(late.code, ErrorCode::InvalidStateTransition);
+        assert_eq!(app.stock_in_db(p.id).await, 10);
+    }
 }
 
 #[tokio::test]
 async fn reserves_racing_their_releases_always_end_balanced() {
-    let app = spawn_app().await;
-    let p = app.create_product("P", 1, 1000).await;
-    let line = [(p.id, 3)];
-    let pairs = (0..60).map(|i| {
-        let (app, line) = (&app, &line);
-        let saga_id = format!("race-{i}");
-        async move {
-            let reserve = app.reserve(&saga_id, line);
-            let release = app.release(&saga_id);
-            // Half the pairs start the release first.
-            if i % 2 == 0 {
-                let (r, c) = tokio::join!(reserve, release);
-                (r.is_ok(), c.unwrap())
+    for mode in RESERVATION_MODES {
+        let app = spawn_app_with(mode).await;
+        let p = app.create_product("P", 1, 1000).await;
+        let line = [(p.id, 3)];
+        let pairs = (0..60).map(|i| {
+            let (app, line) = (&app, &line);
+            let saga_id = format!("race-{i}");
+            async move {
+                let reserve = app.reserve(&saga_id, line);
+                let release = app.release(&saga_id);
+                // Half the pairs start the release first.
+                if i % 2 == 0 {
+                    let (r, c) = tokio::join!(reserve, release);
+                    (r.is_ok(), c.unwrap())
+                } else {
+                    let (c, r) = tokio::join!(release, reserve);
+                    (r.is_ok(), c.unwrap())
+                }
+            }
+        });
+        for (reserved, released) in futures::future::join_all(pairs).await {
+            // Either the reserve won and the release undid it, or the release was a null
+            // compensation and the reserve was refused; never a reserve left standing.
+            if reserved {
+                assert_eq!(released.released_units, 3);
             } else {
-                let (c, r) = tokio::join!(release, reserve);
-                (r.is_ok(), c.unwrap())
+                assert!(released.null_compensation);
             }
         }
-    });
-    for (reserved, released) in futures::future::join_all(pairs).await {
-        // Either the reserve won and the release undid it, or the release was a null
-        // compensation and the reserve was refused; never a reserve left standing.
-        if reserved {
-            assert_eq!(released.released_units, 3);
-        } else {
-            assert!(released.null_compensation);
-        }
+        assert_eq!(app.stock_in_db(p.id).await, 1000);
     }
-    assert_eq!(app.stock_in_db(p.id).await, 1000);
 }
 
 #[tokio::test]
 async fn malformed_saga_calls_are_validation_errors() {
-    let app = spawn_app().await;
-    let p = app.create_product("P", 1, 10).await;
-    for lines in [vec![], vec![(p.id, 0)], vec![(p.id, 1001)], vec![(p.id, 1), (p.id, 1)], vec![(-4, 1)]] {
-        let err = app.reserve("bad", &lines).await.unwrap_err();
-        assert_eq!(err.code, ErrorCode::ValidationFailed, "{lines:?}");
+    for mode in RESERVATION_MODES {
+        let app = spawn_app_with(mode).await;
+        let p = app.create_product("P", 1, 10).await;
+        for lines in [vec![], vec![(p.id, 0)], vec![(p.id, 1001)], vec![(p.id, 1), (p.id, 1)], vec![(-4, 1)]] {
+            let err = app.reserve("bad", &lines).await.unwrap_err();
+            assert_eq!(err.code, ErrorCode::ValidationFailed, "{lines:?}");
+        }
+        let empty_saga = mesh_proto::saga::v1::SagaStep { saga_id: String::new(), step: "RESERVE_STOCK".into(), op: 1 };
+        let req = mesh_proto::inventory::v1::ReserveStockRequest {
+            saga: Some(empty_saga),
+            lines: vec![mesh_proto::inventory::v1::StockLine { product_id: p.id, quantity: 1 }],
+        };
+        let status = app.client.clone().reserve_stock(req).await.unwrap_err();
+        assert_eq!(crate::helpers::code_of(&status), ErrorCode::ValidationFailed);
+        let missing = app.reserve("ghost", &[(p.id, 1), (p.id + 1000, 1)]).await.unwrap_err();
+        assert_eq!((missing.code, missing.product_id), (ErrorCode::NotFound, Some(p.id + 1000)));
+        assert_eq!(app.stock_in_db(p.id).await, 10);
     }
-    let empty_saga = mesh_proto::saga::v1::SagaStep { saga_id: String::new(), step: "RESERVE_STOCK".into(), op: 1 };
-    let req = mesh_proto::inventory::v1::ReserveStockRequest {
-        saga: Some(empty_saga),
-        lines: vec![mesh_proto::inventory::v1::StockLine { product_id: p.id, quantity: 1 }],
-    };
-    let status = app.client.clone().reserve_stock(req).await.unwrap_err();
-    assert_eq!(crate::helpers::code_of(&status), ErrorCode::ValidationFailed);
-    let missing = app.reserve("ghost", &[(p.id, 1), (p.id + 1000, 1)]).await.unwrap_err();
-    assert_eq!((missing.code, missing.product_id), (ErrorCode::NotFound, Some(p.id + 1000)));
-    assert_eq!(app.stock_in_db(p.id).await, 10);
+}
+
+#[tokio::test]
+async fn a_batch_of_mixed_quantities_never_takes_more_than_the_stock() {
+    let app = spawn_app().await;
+    let p = app.create_product("Mixed", 10, 50).await;
+    let quantities: Vec<i64> = (0..120).map(|i| 1 + (i * 7) % 5).collect();
+    let calls = quantities.iter().enumerate().map(|(i, &qty)| {
+        let (app, saga_id) = (&app, format!("mixed-{i}"));
+        async move { (saga_id.clone(), qty, app.reserve(&saga_id, &[(p.id, qty)]).await) }
+    });
+    let mut taken = 0;
+    let mut rejected = Vec::new();
+    for (saga_id, qty, result) in futures::future::join_all(calls).await {
+        match result {
+            Ok(reserved) => {
+                assert_eq!(reserved.lines[0].quantity, qty);
+                assert_eq!(reserved.lines[0].unit_price, 10);
+                taken += qty;
+            }
+            Err(err) => {
+                assert_eq!(err.code, ErrorCode::OutOfStock);
+                rejected.push(saga_id);
+            }
+        }
+    }
+    assert!(taken <= 50 && taken > 45, "stock is used up to the last units that fit: {taken}");
+    assert_eq!(app.stock_in_db(p.id).await, 50 - taken);
+    // A rejected action leaves no barrier row: its compensation is a null compensation.
+    for saga_id in rejected.iter().take(5) {
+        assert!(app.release(saga_id).await.unwrap().null_compensation);
+    }
+}
+
+#[tokio::test]
+async fn a_hot_reservation_of_a_missing_product_is_not_found_and_leaves_nothing() {
+    let app = spawn_app().await;
+    let err = app.reserve("ghost-hot", &[(987_654, 1)]).await.unwrap_err();
+    assert_eq!((err.code, err.product_id), (ErrorCode::NotFound, Some(987_654)));
+    assert!(app.release("ghost-hot").await.unwrap().null_compensation);
 }
