@@ -14,11 +14,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+/// The queued items of each key, each with the channel its result goes back on.
+type Lanes<K, T, R> = Arc<Mutex<HashMap<K, Vec<(T, oneshot::Sender<R>)>>>>;
+
 type FlushFn<K, T, R> = dyn Fn(K, Vec<T>) -> Pin<Box<dyn Future<Output = Vec<R>> + Send>> + Send + Sync;
 
 /// Batches submissions per key through `flush`, which must return one result per item, in order.
 pub struct Combiner<K, T, R> {
-    lanes: Arc<Mutex<HashMap<K, Vec<(T, oneshot::Sender<R>)>>>>,
+    lanes: Lanes<K, T, R>,
     flush: Arc<FlushFn<K, T, R>>,
     max_batch: usize,
 }
