@@ -27,3 +27,21 @@ pub fn install_crypto_provider() {
 pub async fn delete_redis_keys(url: &str, prefix: &str) -> redis::RedisResult<()> {
     crate::cache::delete_prefix(url, prefix).await
 }
+
+/// Drops `schemas` and the Redis keys under `redis_prefix`, blocking: for `Drop` impls of
+/// test fixtures, which run outside any async context guarantee (and on panics too).
+pub fn cleanup_blocking(schemas: Vec<String>, redis_prefix: Option<String>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            for schema in &schemas {
+                let _ = crate::db::drop_schema(&mysql_url(), schema).await;
+            }
+            if let Some(prefix) = redis_prefix {
+                let _ = delete_redis_keys(&redis_url(), &prefix).await;
+            }
+        });
+    })
+    .join()
+    .ok();
+}

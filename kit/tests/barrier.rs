@@ -72,13 +72,7 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let schema = self.schema.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(kit::db::drop_schema(&kit::testing::mysql_url(), &schema)).ok();
-        })
-        .join()
-        .ok();
+        kit::testing::cleanup_blocking(vec![self.schema.clone()], None);
     }
 }
 

@@ -26,10 +26,13 @@ pub async fn spawn_mesh() -> TestMesh {
     service.redis_url = kit::testing::redis_url();
     service.redis_key_prefix = prefix.clone();
     service.db_max_connections = 16;
-    let inventory =
-        inventory_svc::startup::Application::build(&InventoryConfig { service, cache_ttl: Duration::from_secs(30) })
-            .await
-            .expect("inventory-svc builds");
+    let inventory = inventory_svc::startup::Application::build(&InventoryConfig {
+        service,
+        cache_ttl: Duration::from_secs(30),
+        hot_batch_max: 256,
+    })
+    .await
+    .expect("inventory-svc builds");
     let shutdown = CancellationToken::new();
     let inventory_url = format!("http://{}", inventory.addr());
     tokio::spawn(inventory.run_until_stopped(shutdown.clone()));
@@ -87,15 +90,6 @@ pub async fn expect_problem(resp: reqwest::Response, status: u16, code: &str) ->
 impl Drop for TestMesh {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let (schema, prefix) = (self.schema.clone(), self.redis_prefix.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let _ = kit::db::drop_schema(&kit::testing::mysql_url(), &schema).await;
-                let _ = kit::testing::delete_redis_keys(&kit::testing::redis_url(), &prefix).await;
-            });
-        })
-        .join()
-        .ok();
+        kit::testing::cleanup_blocking(vec![self.schema.clone()], Some(self.redis_prefix.clone()));
     }
 }

@@ -111,16 +111,6 @@ pub fn code_of(status: &tonic::Status) -> ErrorCode {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let (schema, prefix) = (self.schema.clone(), self.redis_prefix.clone());
-        // Drop runs outside async context guarantees; clean up on a thread of its own.
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let _ = kit::db::drop_schema(&kit::testing::mysql_url(), &schema).await;
-                let _ = kit::testing::delete_redis_keys(&kit::testing::redis_url(), &prefix).await;
-            });
-        })
-        .join()
-        .ok();
+        kit::testing::cleanup_blocking(vec![self.schema.clone()], Some(self.redis_prefix.clone()));
     }
 }
