@@ -28,5 +28,17 @@ pub async fn load(gateway: &str) -> anyhow::Result<()> {
         }
     }
     eprintln!("devstack: seeded {} demo products", products.len());
+    for user_id in 1..=5 {
+        let resp = http
+            .post(format!("{gateway}/v1/points/charge"))
+            .header("idempotency-key", format!("devstack-seed-{user_id}"))
+            .json(&json!({"userId": user_id, "amount": 1_000_000}))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            anyhow::bail!("seeding points of user {user_id} failed: {}", resp.status());
+        }
+    }
+    eprintln!("devstack: seeded 1,000,000 points for users 1..=5");
     Ok(())
 }

@@ -67,13 +67,30 @@ pub async fn route_metrics(req: Request, next: Next) -> Response {
     response
 }
 
-/// A request id in the task-local, for upstream calls.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// An upstream call carrying the request id (and nothing else from the HTTP request).
 pub fn grpc_request<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = current_request_id().parse() {
         request.metadata_mut().insert(REQUEST_ID_HEADER, value);
     }
     request
+}
+
+/// An upstream call that also carries the caller's Idempotency-Key.
+pub fn idempotent_grpc_request<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut request = grpc_request(message);
+    if let Some(value) = key.and_then(|k| k.parse().ok()) {
+        request.metadata_mut().insert(kit::idempotency::KEY_METADATA, value);
+    }
+    request
+}
+
+/// Whether an upstream answer is the replay of an earlier one with the same key.
+pub fn is_replay(metadata: &tonic::metadata::MetadataMap) -> bool {
+    metadata.get(kit::idempotency::REPLAYED_METADATA).is_some_and(|v| v == "true")
 }
 
 #[cfg(test)]

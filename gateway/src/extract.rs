@@ -9,6 +9,8 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
+use kit::ErrorCode;
+
 use crate::problem::Problem;
 
 /// A JSON body of type `T`. Unknown fields are ignored; anything else off is a 400.
@@ -138,6 +140,24 @@ pub fn if_match_version(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
         .parse::<i64>()
         .map(Some)
         .map_err(|_| Problem::validation("If-Match", "If-Match must be an ETag like \"3\""))
+}
+
+/// The `Idempotency-Key` header: `None` when absent. A present key must be 1..=255 visible
+/// ASCII characters; the draft's quoted form (`"abc"`) and a bare token are both accepted.
+pub fn idempotency_key(headers: &HeaderMap, required: bool) -> Result<Option<String>, Problem> {
+    let missing =
+        || Problem::new(ErrorCode::IdempotencyKeyMissing, "Idempotency-Key must be 1..=255 visible ASCII characters");
+    let Some(raw) = headers.get(crate::context::IDEMPOTENCY_KEY_HEADER) else {
+        return if required {
+            Err(Problem::new(ErrorCode::IdempotencyKeyMissing, "this endpoint requires an Idempotency-Key header"))
+        } else {
+            Ok(None)
+        };
+    };
+    let text = raw.to_str().map_err(|_| missing())?.trim();
+    let key = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+    let valid = (1..=255).contains(&key.len()) && key.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    if valid { Ok(Some(key.to_owned())) } else { Err(missing()) }
 }
 
 #[cfg(test)]

@@ -3,13 +3,20 @@
 use utoipa::OpenApi;
 
 use crate::problem::ProblemDocument;
-use crate::routes::products;
+use crate::routes::{points, products};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "commerce mesh", description = "The public REST contract of the commerce mesh (API.md).", version = "1"),
-    paths(products::create_product, products::list_products, products::get_product, products::set_stock),
-    components(schemas(ProblemDocument, products::ProductBody, products::ProductPage, products::CreateProduct, products::SetStock)),
-    tags((name = "products", description = "Products and stock (inventory-svc)"))
+    paths(
+        products::create_product, products::list_products, products::get_product, products::set_stock,
+        points::get_balance, points::charge, points::use_points, points::history
+    ),
+    components(schemas(ProblemDocument, products::ProductBody, products::ProductPage, products::CreateProduct, products::SetStock,
+        points::BalanceBody, points::PointsChange, points::LedgerEntryBody, points::History)),
+    tags(
+        (name = "products", description = "Products and stock (inventory-svc)"),
+        (name = "points", description = "Point balances and ledger (point-svc)")
+    )
 )]
 pub struct ApiDoc;

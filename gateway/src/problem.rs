@@ -36,6 +36,9 @@ pub struct ProblemDocument {
     pub order_id: Option<String>,
     #[serde(skip)]
     retry_after_secs: Option<u64>,
+    /// The stored answer of an earlier request with the same Idempotency-Key.
+    #[serde(skip)]
+    replayed: bool,
 }
 
 impl Problem {
@@ -64,6 +67,7 @@ impl Problem {
             product_id: err.product_id,
             order_id: err.order_id,
             retry_after_secs: None,
+            replayed: false,
         }))
     }
 
@@ -89,7 +93,9 @@ impl From<tonic::Status> for Problem {
         if err.code == ErrorCode::Internal || err.code == ErrorCode::Unavailable {
             tracing::warn!(grpc_code = ?status.code(), message = status.message(), "upstream call failed");
         }
-        Problem::from_error(err)
+        let mut problem = Problem::from_error(err);
+        problem.0.replayed = crate::context::is_replay(status.metadata());
+        problem
     }
 }
 
@@ -97,9 +103,13 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = self.0.retry_after_secs;
+        let replayed = self.0.replayed;
         let mut response = (status, Json(*self.0)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if replayed {
+            headers.insert(crate::context::REPLAYED_HEADER, HeaderValue::from_static("true"));
+        }
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

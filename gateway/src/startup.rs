@@ -8,7 +8,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use kit::shutdown::CancellationToken;
 use kit::{ErrorCode, ServiceError};
 use tokio::net::TcpListener;
@@ -19,7 +19,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::GatewayConfig;
 use crate::openapi::ApiDoc;
 use crate::problem::Problem;
-use crate::routes::{self, AppState, ops, products};
+use crate::routes::{self, AppState, ops, points, products};
 use crate::upstream::Upstreams;
 
 pub struct Application {
@@ -87,6 +87,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/products", get(products::list_products).post(products::create_product))
         .route("/v1/products/{id}", get(products::get_product))
         .route("/v1/products/{id}/stock", put(products::set_stock))
+        .route("/v1/points/charge", post(points::charge))
+        .route("/v1/points/use", post(points::use_points))
+        .route("/v1/points/{user_id}", get(points::get_balance))
+        .route("/v1/points/{user_id}/history", get(points::history))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

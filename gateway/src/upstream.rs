@@ -4,6 +4,7 @@
 use kit::grpc::{ClientSettings, MeshChannel, channel};
 use kit::{ErrorCode, ServiceError};
 use mesh_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use mesh_proto::point::v1::point_service_client::PointServiceClient;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::config::GatewayConfig;
@@ -12,6 +13,7 @@ use crate::problem::Problem;
 #[derive(Clone)]
 pub struct Upstreams {
     inventory: Option<InventoryServiceClient<MeshChannel>>,
+    point: Option<PointServiceClient<MeshChannel>>,
     /// (service name, health client) for `/readyz`.
     health: Vec<(&'static str, HealthClient<MeshChannel>)>,
 }
@@ -28,13 +30,17 @@ impl Upstreams {
         };
         let inventory = open("inventory", &config.inventory_url)?.map(InventoryServiceClient::new);
         open("coupon", &config.coupon_url)?;
-        open("point", &config.point_url)?;
+        let point = open("point", &config.point_url)?.map(PointServiceClient::new);
         open("payment", &config.payment_url)?;
-        Ok(Self { inventory, health })
+        Ok(Self { inventory, point, health })
     }
 
     pub fn inventory(&self) -> Result<InventoryServiceClient<MeshChannel>, Problem> {
         self.inventory.clone().ok_or_else(|| not_routed("inventory"))
+    }
+
+    pub fn point(&self) -> Result<PointServiceClient<MeshChannel>, Problem> {
+        self.point.clone().ok_or_else(|| not_routed("point"))
     }
 
     pub fn health_checks(&self) -> &[(&'static str, HealthClient<MeshChannel>)] {

@@ -106,3 +106,9 @@ pub async fn enter_compensation<C: ConnectionTrait>(txn: &C, saga: &SagaRef) -> 
     }
     Ok(CompensationGate::Undo)
 }
+
+/// The stored result of the action this compensation undoes (what was actually done),
+/// read under a lock. Call after [`enter_compensation`] said [`CompensationGate::Undo`].
+pub async fn action_result<C: ConnectionTrait>(txn: &C, saga: &SagaRef) -> Result<Option<Vec<u8>>, DbErr> {
+    Ok(read_row(txn, &saga.with_op(Op::Action), Op::Action).await?.flatten())
+}

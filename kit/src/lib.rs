@@ -8,6 +8,7 @@
 //! - [`grpc`]: server builder (health, reflection, spans, metrics, graceful drain) and client builder
 //!   (deadlines, lazy reconnect, trace propagation, balancing over replicas).
 //! - [`error`]: the stable error codes and the one table mapping them to gRPC and HTTP.
+//! - [`idempotency`]: Idempotency-Key claims, replays and purging, stored in MySQL.
 //! - [`barrier`]: the saga barrier that makes every participant call idempotent (DESIGN.md).
 //! - [`batch`]: group commit for hot keys (one transaction per batch of concurrent requests).
 //! - [`saga`]: the parsed saga coordinates a participant call carries.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod grpc;
+pub mod idempotency;
 pub mod saga;
 pub mod shutdown;
 pub mod telemetry;

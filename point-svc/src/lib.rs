@@ -1,7 +1,17 @@
-//! point-svc: point balances and their append-only ledger (no lost update, never negative).
+//! point-svc: point balances and their append-only ledger. No lost update (every movement
+//! is a conditional UPDATE), never negative (`WHERE balance >= ?` and a CHECK), and the
+//! ledger always sums to the balance (each movement appends its line in the same transaction).
 //!
-//! Not built yet: this crate only names its gRPC contract ([`mesh_proto::point::v1`]) so the
-//! workspace has the customer's layout. It has no binary and devstack does not start it;
-//! it gains the shape of inventory-svc (domain, store, grpc, migration, tests) in its own issue.
+//! Map:
+//! - [`domain`]: amounts, users, ledger entries and rules (no tonic, no SQL).
+//! - [`store`]: balances, ledger, and the barrier-guarded saga payment and refund.
+//! - [`service`]: the use cases, with Idempotency-Key handling (kit::idempotency).
+//! - [`grpc`]: serves `mesh.point.v1.PointService`.
+//! - [`config`], [`startup`]: settings from `POINT_*` and the wiring.
 
-pub use mesh_proto::point::v1 as proto;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod service;
+pub mod startup;
+pub mod store;

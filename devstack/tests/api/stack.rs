@@ -100,10 +100,12 @@ fn alive(pid: i32) -> bool {
 #[tokio::test]
 async fn the_stack_serves_survives_a_kill_9_and_stops_cleanly() {
     kit::testing::install_crypto_provider();
-    let stack = start_stack(&["--replicas", "inventory=2", "--seed-demo"]).await;
+    let stack = start_stack(&["--replicas", "inventory=2", "--replicas", "point=2", "--seed-demo"]).await;
     let http = reqwest::Client::new();
     let seeded: Value = http.get(format!("{}/v1/products", stack.gateway)).send().await.unwrap().json().await.unwrap();
     assert_eq!(seeded["totalItems"], 5, "demo data loaded");
+    let points: Value = http.get(format!("{}/v1/points/1", stack.gateway)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(points["balance"], 1_000_000, "demo points loaded");
 
     let victim = stack.pid_of("inventory[0]");
     kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();

@@ -1,6 +1,7 @@
 //! The REST surface: one module per resource of API.md, plus the operational routes.
 
 pub mod ops;
+pub mod points;
 pub mod products;
 
 use std::sync::Arc;

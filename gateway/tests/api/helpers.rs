@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 pub struct TestMesh {
     pub base: String,
     pub http: reqwest::Client,
-    schema: String,
+    schemas: Vec<String>,
     redis_prefix: String,
     shutdown: CancellationToken,
 }
@@ -36,19 +36,46 @@ pub async fn spawn_mesh() -> TestMesh {
     let shutdown = CancellationToken::new();
     let inventory_url = format!("http://{}", inventory.addr());
     tokio::spawn(inventory.run_until_stopped(shutdown.clone()));
-    let base = spawn_gateway(Some(inventory_url), shutdown.clone()).await;
-    TestMesh { base, http: reqwest::Client::new(), schema, redis_prefix: prefix, shutdown }
+
+    let point_schema = format!("{prefix}point");
+    let mut service = ServiceSettings::defaults(&point_schema, 0);
+    service.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    service.metrics_addr = None;
+    service.mysql_url = kit::testing::mysql_url();
+    service.db_max_connections = 16;
+    let point_config = point_svc::config::PointConfig {
+        service,
+        idempotency_retention: Duration::from_secs(24 * 3600),
+        idempotency_purge_every: Duration::from_secs(3600),
+    };
+    let point = point_svc::startup::Application::build(&point_config).await.expect("point-svc builds");
+    let point_url = format!("http://{}", point.addr());
+    tokio::spawn(point.run_until_stopped(shutdown.clone()));
+
+    let config = GatewayConfig {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        inventory_url: Some(inventory_url),
+        point_url: Some(point_url),
+        upstream_timeout_ms: 3_000,
+        ..GatewayConfig::default()
+    };
+    let base = start_gateway(config, shutdown.clone()).await;
+    TestMesh { base, http: reqwest::Client::new(), schemas: vec![schema, point_schema], redis_prefix: prefix, shutdown }
 }
 
-/// A gateway in front of `inventory_url`; returns its base URL.
+/// A gateway in front of `inventory_url` only; returns its base URL.
 pub async fn spawn_gateway(inventory_url: Option<String>, shutdown: CancellationToken) -> String {
-    kit::testing::install_crypto_provider();
     let config = GatewayConfig {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         inventory_url,
         upstream_timeout_ms: 3_000,
         ..GatewayConfig::default()
     };
+    start_gateway(config, shutdown).await
+}
+
+async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -> String {
+    kit::testing::install_crypto_provider();
     let app = gateway::startup::Application::build(&config).await.expect("gateway builds");
     let base = format!("http://{}", app.addr());
     tokio::spawn(app.run_until_stopped(shutdown));
@@ -90,6 +117,6 @@ pub async fn expect_problem(resp: reqwest::Response, status: u16, code: &str) ->
 impl Drop for TestMesh {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        kit::testing::cleanup_blocking(vec![self.schema.clone()], Some(self.redis_prefix.clone()));
+        kit::testing::cleanup_blocking(self.schemas.clone(), Some(self.redis_prefix.clone()));
     }
 }

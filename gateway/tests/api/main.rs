@@ -3,4 +3,5 @@
 mod helpers;
 mod malformed;
 mod ops;
+mod points;
 mod products;

@@ -2,9 +2,11 @@
 //! spans and metrics, graceful drain; clients with deadlines and trace propagation.
 
 mod client;
+mod idempotent;
 mod metrics_layer;
 mod server;
 
 pub use client::{ClientSettings, MeshChannel, TraceContext, channel, channel_to};
+pub use idempotent::{idempotency_key, respond};
 pub use metrics_layer::GrpcMetricsLayer;
 pub use server::{GrpcServer, ServeError, ShutdownTiming};

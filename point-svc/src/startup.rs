@@ -1,0 +1,78 @@
+//! Wiring: connect MySQL (schema + migrations), start the idempotency purger, serve.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use kit::grpc::GrpcServer;
+use kit::shutdown::CancellationToken;
+use point_migration::Migrator;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+use crate::config::PointConfig;
+use crate::grpc::PointGrpc;
+use crate::service::Points;
+
+/// A built, bound point-svc, ready to serve. Tests build it on port 0.
+pub struct Application {
+    addr: SocketAddr,
+    server: GrpcServer,
+    db: DatabaseConnection,
+    config: PointConfig,
+}
+
+impl Application {
+    pub async fn build(config: &PointConfig) -> anyhow::Result<Self> {
+        let settings = &config.service;
+        let _ = kit::telemetry::prometheus();
+        let db = kit::db::connect_and_migrate::<Migrator>(
+            &settings.mysql_url,
+            &settings.database,
+            settings.db_max_connections,
+        )
+        .await
+        .context("MySQL")?;
+        let listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.grpc_addr))?;
+        let addr = listener.local_addr()?;
+        if let Some(metrics_addr) = settings.metrics_addr {
+            kit::telemetry::serve_metrics(metrics_addr)
+                .await
+                .with_context(|| format!("cannot serve metrics on {metrics_addr}"))?;
+        }
+        let server = GrpcServer::new(listener, settings.request_timeout(), settings.shutdown_timing());
+        Ok(Self { addr, server, db, config: config.clone() })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr, "point-svc serving");
+        kit::idempotency::spawn_purger(
+            self.db.clone(),
+            self.config.idempotency_retention,
+            self.config.idempotency_purge_every,
+            shutdown.clone(),
+        );
+        self.server.serve(PointGrpc::new(Points::new(self.db)).into_server(), shutdown).await?;
+        tracing::info!("point-svc stopped");
+        Ok(())
+    }
+}
+
+/// The whole process: config (exit 64 if bad), telemetry, build, serve until SIGTERM.
+pub async fn run_from_env() -> anyhow::Result<()> {
+    let config = match PointConfig::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            std::process::exit(kit::config::EXIT_CONFIG);
+        }
+    };
+    let _telemetry = kit::telemetry::init("point-svc", &config.service.log_format);
+    let app = Application::build(&config).await?;
+    app.run_until_stopped(kit::shutdown::on_signal()).await
+}

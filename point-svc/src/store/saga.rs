@@ -1,0 +1,123 @@
+//! Saga participant: an order's payment with points (PAYMENT) and its refund (REFUND),
+//! each in one transaction guarded by the kit barrier. The barrier row of the payment
+//! stores what was taken, so the refund gives back exactly that, once.
+
+use kit::barrier::{self, ActionGate, CompensationGate};
+use kit::saga::SagaRef;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use serde::{Deserialize, Serialize};
+
+use super::ledger::{append, credit, debit, read_balance};
+use super::{retry_transient, store_err};
+use crate::domain::{EntryType, OrderRef, PayAmount, PointError, UserId};
+
+/// What a payment did; stored in its barrier row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    pub user_id: i64,
+    pub order_id: String,
+    pub amount: i64,
+    pub balance_after: i64,
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+async fn finish<T>(txn: DatabaseTransaction, outcome: Result<T, PointError>) -> Result<T, PointError> {
+    match outcome {
+        Ok(value) => {
+            txn.commit().await.map_err(store_err)?;
+            Ok(value)
+        }
+        Err(err) => {
+            let _ = txn.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+pub async fn pay(
+    db: &DatabaseConnection,
+    saga: &SagaRef,
+    user: UserId,
+    order: &OrderRef,
+    amount: PayAmount,
+) -> Result<PaymentRecord, PointError> {
+    retry_transient(|| async {
+        let txn = db.begin().await.map_err(store_err)?;
+        let outcome = pay_in(&txn, saga, user, order, amount).await;
+        finish(txn, outcome).await
+    })
+    .await
+}
+
+async fn pay_in(
+    txn: &DatabaseTransaction,
+    saga: &SagaRef,
+    user: UserId,
+    order: &OrderRef,
+    amount: PayAmount,
+) -> Result<PaymentRecord, PointError> {
+    match barrier::enter_action(txn, saga).await.map_err(store_err)? {
+        ActionGate::Proceed => {}
+        ActionGate::AlreadyDone(stored) => {
+            let mut record: PaymentRecord = stored
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .ok_or_else(|| PointError::Store(anyhow::anyhow!("payment barrier row without its record")))?;
+            record.replayed = true;
+            return Ok(record);
+        }
+        ActionGate::Compensated => return Err(PointError::StepCompensated),
+    }
+    if amount.get() > 0 {
+        if !debit(txn, user, amount.get()).await? {
+            return Err(PointError::InsufficientPoints);
+        }
+        append(txn, user, EntryType::Payment, amount.get(), Some(order.as_str())).await?;
+    }
+    let balance_after = read_balance(txn, user).await?.balance;
+    let record = PaymentRecord {
+        user_id: user.get(),
+        order_id: order.as_str().to_owned(),
+        amount: amount.get(),
+        balance_after,
+        replayed: false,
+    };
+    barrier::record_result(txn, saga, serde_json::to_vec(&record).unwrap_or_default()).await.map_err(store_err)?;
+    Ok(record)
+}
+
+/// The outcome of a refund: how much went back, and whether the payment had never happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refunded {
+    pub amount: i64,
+    pub null_compensation: bool,
+}
+
+pub async fn refund(db: &DatabaseConnection, saga: &SagaRef) -> Result<Refunded, PointError> {
+    retry_transient(|| async {
+        let txn = db.begin().await.map_err(store_err)?;
+        let outcome = refund_in(&txn, saga).await;
+        finish(txn, outcome).await
+    })
+    .await
+}
+
+async fn refund_in(txn: &DatabaseTransaction, saga: &SagaRef) -> Result<Refunded, PointError> {
+    match barrier::enter_compensation(txn, saga).await.map_err(store_err)? {
+        CompensationGate::Undo => {}
+        CompensationGate::NullCompensation => return Ok(Refunded { amount: 0, null_compensation: true }),
+        CompensationGate::AlreadyCompensated => return Ok(Refunded { amount: 0, null_compensation: false }),
+    }
+    let record: PaymentRecord = barrier::action_result(txn, saga)
+        .await
+        .map_err(store_err)?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| PointError::Store(anyhow::anyhow!("payment barrier row without its record")))?;
+    if record.amount > 0 {
+        let user = UserId::parse(record.user_id)?;
+        // A refund is never refused for the cap: a compensation must always succeed.
+        credit(txn, user, record.amount, false).await?;
+        append(txn, user, EntryType::Refund, record.amount, Some(&record.order_id)).await?;
+    }
+    Ok(Refunded { amount: record.amount, null_compensation: false })
+}

@@ -1,0 +1,6 @@
+//! point-svc over real gRPC on loopback, against the local MariaDB.
+
+mod helpers;
+mod idempotency;
+mod ledger;
+mod saga;
