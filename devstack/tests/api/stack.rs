@@ -159,3 +159,41 @@ async fn an_unreachable_redis_is_one_clear_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Redis is not reachable") && stderr.contains("redis-server"), "{stderr}");
 }
+
+#[tokio::test]
+async fn two_point_replicas_keep_the_invariants() {
+    kit::testing::install_crypto_provider();
+    let stack = start_stack(&["--replicas", "point=2"]).await;
+    let http = reqwest::Client::new();
+    let post = |path: &'static str, body: Value, key: Option<String>| {
+        let (http, url) = (http.clone(), format!("{}{path}", stack.gateway));
+        async move {
+            let mut req = http.post(url).json(&body);
+            if let Some(key) = key {
+                req = req.header("idempotency-key", key);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(post("/v1/points/charge", json!({"userId": 77, "amount": 10_000}), None).await, 200);
+    // 300 uses of 100 on 10,000, spread over both replicas: exactly 100 succeed.
+    let uses = futures::future::join_all((0..300).map(|_| post("/v1/points/use", json!({"userId": 77, "amount": 100}), None))).await;
+    assert_eq!(uses.iter().filter(|s| **s == 200).count(), 100, "{uses:?}");
+    assert!(uses.iter().all(|s| *s == 200 || *s == 409));
+    // One key, twenty times, across both replicas: one effect.
+    let keyed = (0..20).map(|_| post("/v1/points/charge", json!({"userId": 78, "amount": 500}), Some("cross-replica".into())));
+    let statuses = futures::future::join_all(keyed).await;
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+    let balance = |user: i64| {
+        let (http, url) = (http.clone(), format!("{}/v1/points/{user}", stack.gateway));
+        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap()["balance"].clone() }
+    };
+    assert_eq!(balance(77).await, 0);
+    assert_eq!(balance(78).await, 500);
+    let history: Value =
+        http.get(format!("{}/v1/points/77/history?limit=200", stack.gateway)).send().await.unwrap().json().await.unwrap();
+    let items = history["items"].as_array().unwrap();
+    assert_eq!(items.len(), 101);
+    assert_eq!(items[0]["balanceAfter"], 0);
+    assert!(stack.stop().await.success());
+}
