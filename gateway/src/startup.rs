@@ -111,13 +111,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 
 /// The whole process: config (exit 64 if bad), telemetry, build, serve until SIGTERM.
 pub async fn run_from_env() -> anyhow::Result<()> {
-    let config = match GatewayConfig::from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("{err}");
-            std::process::exit(kit::config::EXIT_CONFIG);
-        }
-    };
+    let config = kit::config::or_exit(GatewayConfig::from_env());
     let _telemetry = kit::telemetry::init("gateway", &config.log_format);
     let app = Application::build(&config).await?;
     app.run_until_stopped(kit::shutdown::on_signal()).await

@@ -6,7 +6,6 @@ use anyhow::Context;
 use inventory_migration::Migrator;
 use kit::grpc::GrpcServer;
 use kit::shutdown::CancellationToken;
-use tokio::net::TcpListener;
 
 use crate::config::InventoryConfig;
 use crate::grpc::InventoryGrpc;
@@ -35,16 +34,8 @@ impl Application {
             .await
             .with_context(|| format!("cannot reach Redis at {}", settings.redis_url))?;
         let cache = ProductCache::new(redis, &settings.redis_key_prefix, config.cache_ttl);
-        let listener = TcpListener::bind(settings.grpc_addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.grpc_addr))?;
-        let addr = listener.local_addr()?;
-        if let Some(metrics_addr) = settings.metrics_addr {
-            kit::telemetry::serve_metrics(metrics_addr)
-                .await
-                .with_context(|| format!("cannot serve metrics on {metrics_addr}"))?;
-        }
-        let server = GrpcServer::new(listener, settings.request_timeout(), settings.shutdown_timing());
+        let server = GrpcServer::bind(settings).await?;
+        let addr = server.local_addr()?;
         Ok(Self { addr, server, inventory: Inventory::new(db, cache, config.hot_batch_max) })
     }
 
@@ -63,13 +54,7 @@ impl Application {
 
 /// The whole process: config (exit 64 if bad), telemetry, build, serve until SIGTERM.
 pub async fn run_from_env() -> anyhow::Result<()> {
-    let config = match InventoryConfig::from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("{err}");
-            std::process::exit(kit::config::EXIT_CONFIG);
-        }
-    };
+    let config = kit::config::or_exit(InventoryConfig::from_env());
     let _telemetry = kit::telemetry::init("inventory-svc", &config.service.log_format);
     let app = Application::build(&config).await?;
     app.run_until_stopped(kit::shutdown::on_signal()).await

@@ -39,13 +39,10 @@ where
     })
 }
 
-/// [`load`], or print the problem to stderr and exit with [`EXIT_CONFIG`].
-pub fn load_or_exit<T, D>(prefix: &str, defaults: D) -> T
-where
-    T: DeserializeOwned,
-    D: Serialize,
-{
-    match load(prefix, defaults) {
+/// The loaded configuration, or the problem on stderr and exit code [`EXIT_CONFIG`],
+/// before anything binds or connects.
+pub fn or_exit<T>(loaded: Result<T, ConfigError>) -> T {
+    match loaded {
         Ok(config) => config,
         Err(err) => {
             eprintln!("{err}");

@@ -116,6 +116,51 @@ pub fn is_transient(err: &DbErr) -> bool {
         || matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
 }
 
+/// Commits on success, rolls back on any error (a business rejection included).
+pub async fn finish<T, E>(
+    txn: sea_orm::DatabaseTransaction,
+    outcome: Result<T, E>,
+    db_err: impl FnOnce(DbErr) -> E,
+) -> Result<T, E> {
+    match outcome {
+        Ok(value) => {
+            txn.commit().await.map_err(db_err)?;
+            Ok(value)
+        }
+        Err(err) => {
+            let _ = txn.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+/// Runs `attempt` up to three times while `transient` says its error was a deadlock or
+/// lock-wait timeout: MySQL rolled that transaction back whole, so trying again is safe.
+pub async fn retry_transient<T, E, F, Fut>(transient: impl Fn(&E) -> bool, mut attempt: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    const ATTEMPTS: u32 = 3;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(err) if tries < ATTEMPTS && transient(&err) => {
+                tracing::warn!(error = %err, tries, "transient database error, retrying the transaction");
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(tries))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether an `anyhow` cause wraps a transient [`DbErr`].
+pub fn is_transient_cause(cause: &anyhow::Error) -> bool {
+    cause.downcast_ref::<DbErr>().is_some_and(is_transient)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

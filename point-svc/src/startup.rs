@@ -7,7 +7,6 @@ use kit::grpc::GrpcServer;
 use kit::shutdown::CancellationToken;
 use point_migration::Migrator;
 use sea_orm::DatabaseConnection;
-use tokio::net::TcpListener;
 
 use crate::config::PointConfig;
 use crate::grpc::PointGrpc;
@@ -32,16 +31,8 @@ impl Application {
         )
         .await
         .context("MySQL")?;
-        let listener = TcpListener::bind(settings.grpc_addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.grpc_addr))?;
-        let addr = listener.local_addr()?;
-        if let Some(metrics_addr) = settings.metrics_addr {
-            kit::telemetry::serve_metrics(metrics_addr)
-                .await
-                .with_context(|| format!("cannot serve metrics on {metrics_addr}"))?;
-        }
-        let server = GrpcServer::new(listener, settings.request_timeout(), settings.shutdown_timing());
+        let server = GrpcServer::bind(settings).await?;
+        let addr = server.local_addr()?;
         Ok(Self { addr, server, db, config: config.clone() })
     }
 
@@ -65,13 +56,7 @@ impl Application {
 
 /// The whole process: config (exit 64 if bad), telemetry, build, serve until SIGTERM.
 pub async fn run_from_env() -> anyhow::Result<()> {
-    let config = match PointConfig::from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("{err}");
-            std::process::exit(kit::config::EXIT_CONFIG);
-        }
-    };
+    let config = kit::config::or_exit(PointConfig::from_env());
     let _telemetry = kit::telemetry::init("point-svc", &config.service.log_format);
     let app = Application::build(&config).await?;
     app.run_until_stopped(kit::shutdown::on_signal()).await

@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use super::reservations::{Reserved, reserved_lines_of};
-use super::{retry_transient, store_err};
+use super::{finish, retry_transient, store_err};
 use crate::domain::{InventoryError, ProductId, Quantity, ReservedLine};
 
 /// One queued single-line reservation.
@@ -32,16 +32,8 @@ type Outcome = Result<Reserved, InventoryError>;
 pub async fn reserve_batch(db: &DatabaseConnection, product: ProductId, items: &[HotReservation]) -> Vec<Outcome> {
     let decided = retry_transient(|| async {
         let txn = db.begin().await.map_err(store_err)?;
-        match decide(&txn, product, items).await {
-            Ok(outcomes) => {
-                txn.commit().await.map_err(store_err)?;
-                Ok(outcomes)
-            }
-            Err(err) => {
-                let _ = txn.rollback().await;
-                Err(err)
-            }
-        }
+        let outcome = decide(&txn, product, items).await;
+        finish(txn, outcome).await
     })
     .await;
     match decided {
@@ -97,7 +89,7 @@ async fn decide(
                 rejected.push(i);
             }
             delete_barriers(txn, items, &rejected).await?;
-            return Ok(finish(items, &first_of, outcomes));
+            return Ok(settle_duplicates(items, &first_of, outcomes));
         };
         let (mut stock, price, version): (i64, i64, i64) = (
             row.try_get_by_index(0).map_err(store_err)?,
@@ -174,7 +166,7 @@ async fn decide(
             }
         }
     }
-    Ok(finish(items, &first_of, outcomes))
+    Ok(settle_duplicates(items, &first_of, outcomes))
 }
 
 /// Inserts an action row per unique saga, tagged with `marker`, and reads back which rows
@@ -265,7 +257,7 @@ async fn delete_barriers(
 }
 
 /// Fills in the duplicates from their first occurrence: a duplicate of a success is a replay.
-fn finish(
+fn settle_duplicates(
     items: &[HotReservation],
     first_of: &HashMap<(&str, &str), usize>,
     mut outcomes: Vec<Option<Outcome>>,

@@ -18,27 +18,20 @@ fn store_err(err: sea_orm::DbErr) -> InventoryError {
     InventoryError::Store(anyhow::Error::new(err))
 }
 
-/// Runs `attempt` again when MySQL reports a deadlock or lock-wait timeout: the
-/// transaction was rolled back as a whole, so trying it again is safe.
-async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T, InventoryError>
+/// Retries a transaction that MySQL rolled back as a deadlock victim or lock-wait timeout.
+async fn retry_transient<T, F, Fut>(attempt: F) -> Result<T, InventoryError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, InventoryError>>,
 {
-    const ATTEMPTS: u32 = 3;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match attempt().await {
-            Err(InventoryError::Store(cause)) if tries < ATTEMPTS && is_transient(&cause) => {
-                tracing::warn!(error = %cause, tries, "transient database error, retrying the transaction");
-                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
-            }
-            other => return other,
-        }
-    }
+    kit::db::retry_transient(
+        |err| matches!(err, InventoryError::Store(cause) if kit::db::is_transient_cause(cause)),
+        attempt,
+    )
+    .await
 }
 
-fn is_transient(cause: &anyhow::Error) -> bool {
-    cause.downcast_ref::<sea_orm::DbErr>().is_some_and(kit::db::is_transient)
+/// Commits on success, rolls back on any error.
+async fn finish<T>(txn: sea_orm::DatabaseTransaction, outcome: Result<T, InventoryError>) -> Result<T, InventoryError> {
+    kit::db::finish(txn, outcome, store_err).await
 }

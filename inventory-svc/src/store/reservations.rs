@@ -10,7 +10,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
 };
 
-use super::{products::versions, retry_transient, store_err};
+use super::{finish, products::versions, retry_transient, store_err};
 use crate::domain::{InventoryError, ReservationRequest, ReservedLine};
 
 /// The outcome of a reservation: the priced lines, and the products' new versions (for
@@ -49,20 +49,6 @@ pub async fn release(db: &DatabaseConnection, saga: &SagaRef) -> Result<Released
         finish(txn, outcome).await
     })
     .await
-}
-
-/// Commits on success, rolls back on any error (a business rejection included).
-async fn finish<T>(txn: DatabaseTransaction, outcome: Result<T, InventoryError>) -> Result<T, InventoryError> {
-    match outcome {
-        Ok(value) => {
-            txn.commit().await.map_err(store_err)?;
-            Ok(value)
-        }
-        Err(err) => {
-            let _ = txn.rollback().await;
-            Err(err)
-        }
-    }
 }
 
 async fn reserve_in(

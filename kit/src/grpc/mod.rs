@@ -9,4 +9,4 @@ mod server;
 pub use client::{ClientSettings, MeshChannel, TraceContext, channel, channel_to};
 pub use idempotent::{idempotency_key, respond};
 pub use metrics_layer::GrpcMetricsLayer;
-pub use server::{GrpcServer, ServeError, ShutdownTiming};
+pub use server::{BindError, GrpcServer, ServeError, ShutdownTiming};

@@ -12,7 +12,16 @@ use tonic_health::ServingStatus;
 use tower::Service;
 
 use super::GrpcMetricsLayer;
+use crate::config::ServiceSettings;
 use crate::telemetry;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for {what} on {addr}: {source}")]
+pub struct BindError {
+    what: &'static str,
+    addr: std::net::SocketAddr,
+    source: std::io::Error,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -39,9 +48,23 @@ pub struct ShutdownTiming {
 }
 
 impl GrpcServer {
-    /// `listener` is bound by the caller (port 0 in tests, so the port is known before serving).
-    pub fn new(listener: TcpListener, request_timeout: Duration, shutdown: ShutdownTiming) -> Self {
-        Self { listener, request_timeout, shutdown }
+    /// Binds the service's gRPC port (port 0 in tests: the real port is known before
+    /// serving) and starts its Prometheus listener, as `settings` say.
+    pub async fn bind(settings: &ServiceSettings) -> Result<Self, BindError> {
+        let listener = TcpListener::bind(settings.grpc_addr).await.map_err(|source| BindError {
+            what: "gRPC",
+            addr: settings.grpc_addr,
+            source,
+        })?;
+        if let Some(addr) = settings.metrics_addr {
+            telemetry::serve_metrics(addr).await.map_err(|source| BindError { what: "metrics", addr, source })?;
+        }
+        Ok(Self { listener, request_timeout: settings.request_timeout(), shutdown: settings.shutdown_timing() })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
     }
 
     /// Serves `service` until `shutdown` is cancelled. Then health turns NOT_SERVING, the

@@ -16,25 +16,20 @@ fn store_err(err: sea_orm::DbErr) -> PointError {
     PointError::Store(anyhow::Error::new(err))
 }
 
-/// Runs `attempt` again when MySQL reports a deadlock or lock-wait timeout: the
-/// transaction was rolled back as a whole, so trying it again is safe.
-async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T, PointError>
+/// Retries a transaction that MySQL rolled back as a deadlock victim or lock-wait timeout.
+async fn retry_transient<T, F, Fut>(attempt: F) -> Result<T, PointError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, PointError>>,
 {
-    const ATTEMPTS: u32 = 3;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match attempt().await {
-            Err(PointError::Store(cause))
-                if tries < ATTEMPTS && cause.downcast_ref::<sea_orm::DbErr>().is_some_and(kit::db::is_transient) =>
-            {
-                tracing::warn!(error = %cause, tries, "transient database error, retrying the transaction");
-                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
-            }
-            other => return other,
-        }
-    }
+    kit::db::retry_transient(
+        |err| matches!(err, PointError::Store(cause) if kit::db::is_transient_cause(cause)),
+        attempt,
+    )
+    .await
+}
+
+/// Commits on success, rolls back on any error.
+async fn finish<T>(txn: sea_orm::DatabaseTransaction, outcome: Result<T, PointError>) -> Result<T, PointError> {
+    kit::db::finish(txn, outcome, store_err).await
 }

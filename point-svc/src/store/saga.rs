@@ -8,7 +8,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{append, credit, debit, read_balance};
-use super::{retry_transient, store_err};
+use super::{finish, retry_transient, store_err};
 use crate::domain::{EntryType, OrderRef, PayAmount, PointError, UserId};
 
 /// What a payment did; stored in its barrier row.
@@ -20,19 +20,6 @@ pub struct PaymentRecord {
     pub balance_after: i64,
     #[serde(skip)]
     pub replayed: bool,
-}
-
-async fn finish<T>(txn: DatabaseTransaction, outcome: Result<T, PointError>) -> Result<T, PointError> {
-    match outcome {
-        Ok(value) => {
-            txn.commit().await.map_err(store_err)?;
-            Ok(value)
-        }
-        Err(err) => {
-            let _ = txn.rollback().await;
-            Err(err)
-        }
-    }
 }
 
 pub async fn pay(
