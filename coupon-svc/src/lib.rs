@@ -1,7 +1,18 @@
-//! coupon-svc: limited coupon campaigns issued first come, first served (exactly N, one per user, in arrival order).
+//! coupon-svc: limited coupons issued first come, first served. Exactly N copies, never two
+//! to one user, positions 1..=N in admission order, then a clear "sold out" for everyone.
 //!
-//! Not built yet: this crate only names its gRPC contract ([`mesh_proto::coupon::v1`]) so the
-//! workspace has the customer's layout. It has no binary and devstack does not start it;
-//! it gains the shape of inventory-svc (domain, store, grpc, migration, tests) in its own issue.
+//! Map:
+//! - [`domain`]: coupons, discounts (FIXED, PERCENT with floor and cap), issue windows.
+//! - [`store`]: MySQL rows (the record, with the limits as constraints), the Redis issue gate,
+//!   the batched durable issue, and the barrier-guarded saga use/restore.
+//! - [`service`]: the use cases: admit, write in batches, give back on failure, rebuild and
+//!   reconcile the gate.
+//! - [`grpc`]: serves `mesh.coupon.v1.CouponService`.
+//! - [`config`], [`startup`]: settings from `COUPON_*` and the wiring.
 
-pub use mesh_proto::coupon::v1 as proto;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod service;
+pub mod startup;
+pub mod store;

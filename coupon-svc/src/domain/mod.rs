@@ -1,0 +1,7 @@
+//! Coupons and their first-come issuance. No tonic, no SQL, no Redis.
+
+mod coupon;
+mod error;
+
+pub use coupon::{Coupon, CouponId, Discount, IssueWindow, NewCoupon, UserCoupon, UserCouponStatus, UserId};
+pub use error::CouponError;

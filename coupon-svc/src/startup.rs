@@ -1,0 +1,67 @@
+//! Wiring: MySQL (schema + migrations), the Redis gate, the reconciler, serving.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use coupon_migration::Migrator;
+use kit::grpc::GrpcServer;
+use kit::shutdown::CancellationToken;
+
+use crate::config::CouponConfig;
+use crate::grpc::CouponGrpc;
+use crate::service::Coupons;
+use crate::store::IssueGate;
+
+/// A built, bound coupon-svc, ready to serve. Tests build it on port 0.
+pub struct Application {
+    addr: SocketAddr,
+    server: GrpcServer,
+    coupons: Coupons,
+    config: CouponConfig,
+}
+
+impl Application {
+    pub async fn build(config: &CouponConfig) -> anyhow::Result<Self> {
+        let settings = &config.service;
+        let _ = kit::telemetry::prometheus();
+        let db = kit::db::connect_and_migrate::<Migrator>(
+            &settings.mysql_url,
+            &settings.database,
+            settings.db_max_connections,
+        )
+        .await
+        .context("MySQL")?;
+        let redis = kit::cache::connect(&settings.redis_url)
+            .await
+            .with_context(|| format!("cannot reach Redis at {}", settings.redis_url))?;
+        let gate = IssueGate::new(redis, &settings.redis_key_prefix);
+        let server = GrpcServer::bind(settings).await?;
+        let addr = server.local_addr()?;
+        Ok(Self { addr, server, coupons: Coupons::new(db, gate, config.issue_batch_max), config: config.clone() })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The use cases, for tests that need to drive the reconciler directly.
+    pub fn coupons(&self) -> Coupons {
+        self.coupons.clone()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr, "coupon-svc serving");
+        self.coupons.spawn_reconciler(self.config.reconcile_every, shutdown.clone());
+        self.server.serve(CouponGrpc::new(self.coupons).into_server(), shutdown).await?;
+        tracing::info!("coupon-svc stopped");
+        Ok(())
+    }
+}
+
+/// The whole process: config (exit 64 if bad), telemetry, build, serve until SIGTERM.
+pub async fn run_from_env() -> anyhow::Result<()> {
+    let config = kit::config::or_exit(CouponConfig::from_env());
+    let _telemetry = kit::telemetry::init("coupon-svc", &config.service.log_format);
+    let app = Application::build(&config).await?;
+    app.run_until_stopped(kit::shutdown::on_signal()).await
+}

@@ -1,0 +1,5 @@
+//! coupon-svc over real gRPC on loopback, against the local MariaDB and Redis.
+
+mod helpers;
+mod issue;
+mod saga;
