@@ -177,11 +177,14 @@ async fn two_point_replicas_keep_the_invariants() {
     };
     assert_eq!(post("/v1/points/charge", json!({"userId": 77, "amount": 10_000}), None).await, 200);
     // 300 uses of 100 on 10,000, spread over both replicas: exactly 100 succeed.
-    let uses = futures::future::join_all((0..300).map(|_| post("/v1/points/use", json!({"userId": 77, "amount": 100}), None))).await;
+    let uses =
+        futures::future::join_all((0..300).map(|_| post("/v1/points/use", json!({"userId": 77, "amount": 100}), None)))
+            .await;
     assert_eq!(uses.iter().filter(|s| **s == 200).count(), 100, "{uses:?}");
     assert!(uses.iter().all(|s| *s == 200 || *s == 409));
     // One key, twenty times, across both replicas: one effect.
-    let keyed = (0..20).map(|_| post("/v1/points/charge", json!({"userId": 78, "amount": 500}), Some("cross-replica".into())));
+    let keyed =
+        (0..20).map(|_| post("/v1/points/charge", json!({"userId": 78, "amount": 500}), Some("cross-replica".into())));
     let statuses = futures::future::join_all(keyed).await;
     assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
     let balance = |user: i64| {
@@ -190,8 +193,14 @@ async fn two_point_replicas_keep_the_invariants() {
     };
     assert_eq!(balance(77).await, 0);
     assert_eq!(balance(78).await, 500);
-    let history: Value =
-        http.get(format!("{}/v1/points/77/history?limit=200", stack.gateway)).send().await.unwrap().json().await.unwrap();
+    let history: Value = http
+        .get(format!("{}/v1/points/77/history?limit=200", stack.gateway))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let items = history["items"].as_array().unwrap();
     assert_eq!(items.len(), 101);
     assert_eq!(items[0]["balanceAfter"], 0);
