@@ -74,6 +74,7 @@ async fn run_service(name: &str) -> anyhow::Result<()> {
     match name {
         "inventory" => inventory_svc::startup::run_from_env().await,
         "point" => point_svc::startup::run_from_env().await,
+        "coupon" => coupon_svc::startup::run_from_env().await,
         "gateway" => gateway::startup::run_from_env().await,
         other => anyhow::bail!("unknown service {other:?}"),
     }

@@ -16,7 +16,7 @@ pub struct ServiceDef {
 
 pub const SERVICES: [ServiceDef; 4] = [
     ServiceDef { name: "inventory", env_prefix: "INVENTORY_", offset: 0, built: true },
-    ServiceDef { name: "coupon", env_prefix: "COUPON_", offset: 1, built: false },
+    ServiceDef { name: "coupon", env_prefix: "COUPON_", offset: 1, built: true },
     ServiceDef { name: "point", env_prefix: "POINT_", offset: 2, built: true },
     ServiceDef { name: "payment", env_prefix: "PAYMENT_", offset: 3, built: false },
 ];

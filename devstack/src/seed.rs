@@ -40,5 +40,16 @@ pub async fn load(gateway: &str) -> anyhow::Result<()> {
         }
     }
     eprintln!("devstack: seeded 1,000,000 points for users 1..=5");
+    let coupons = [
+        json!({"name": "Welcome 3,000 won", "discountType": "FIXED", "discountValue": 3000, "totalQuantity": 1000}),
+        json!({"name": "Black Friday 15%", "discountType": "PERCENT", "discountValue": 15, "maxDiscount": 50000, "totalQuantity": 100}),
+    ];
+    for coupon in coupons {
+        let resp = http.post(format!("{gateway}/v1/coupons")).json(&coupon).send().await?;
+        if !resp.status().is_success() {
+            anyhow::bail!("seeding coupon {coupon} failed: {}", resp.status());
+        }
+    }
+    eprintln!("devstack: seeded 2 demo coupons");
     Ok(())
 }

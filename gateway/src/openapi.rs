@@ -3,20 +3,23 @@
 use utoipa::OpenApi;
 
 use crate::problem::ProblemDocument;
-use crate::routes::{points, products};
+use crate::routes::{coupons, points, products};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "commerce mesh", description = "The public REST contract of the commerce mesh (API.md).", version = "1"),
     paths(
         products::create_product, products::list_products, products::get_product, products::set_stock,
-        points::get_balance, points::charge, points::use_points, points::history
+        points::get_balance, points::charge, points::use_points, points::history,
+        coupons::create_coupon, coupons::issue_coupon, coupons::user_coupons
     ),
     components(schemas(ProblemDocument, products::ProductBody, products::ProductPage, products::CreateProduct, products::SetStock,
-        points::BalanceBody, points::PointsChange, points::LedgerEntryBody, points::History)),
+        points::BalanceBody, points::PointsChange, points::LedgerEntryBody, points::History,
+        coupons::CreateCoupon, coupons::CouponBody, coupons::IssueCoupon, coupons::IssuedCoupon, coupons::UserCouponBody, coupons::UserCoupons)),
     tags(
         (name = "products", description = "Products and stock (inventory-svc)"),
-        (name = "points", description = "Point balances and ledger (point-svc)")
+        (name = "points", description = "Point balances and ledger (point-svc)"),
+        (name = "coupons", description = "First-come coupons (coupon-svc)")
     )
 )]
 pub struct ApiDoc;

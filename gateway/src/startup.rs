@@ -19,7 +19,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::GatewayConfig;
 use crate::openapi::ApiDoc;
 use crate::problem::Problem;
-use crate::routes::{self, AppState, ops, points, products};
+use crate::routes::{self, AppState, coupons, ops, points, products};
 use crate::upstream::Upstreams;
 
 pub struct Application {
@@ -91,6 +91,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/points/use", post(points::use_points))
         .route("/v1/points/{user_id}", get(points::get_balance))
         .route("/v1/points/{user_id}/history", get(points::history))
+        .route("/v1/coupons", post(coupons::create_coupon))
+        .route("/v1/coupons/{coupon_id}/issue", post(coupons::issue_coupon))
+        .route("/v1/users/{user_id}/coupons", get(coupons::user_coupons))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -3,6 +3,7 @@
 
 use kit::grpc::{ClientSettings, MeshChannel, channel};
 use kit::{ErrorCode, ServiceError};
+use mesh_proto::coupon::v1::coupon_service_client::CouponServiceClient;
 use mesh_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use mesh_proto::point::v1::point_service_client::PointServiceClient;
 use tonic_health::pb::health_client::HealthClient;
@@ -14,6 +15,7 @@ use crate::problem::Problem;
 pub struct Upstreams {
     inventory: Option<InventoryServiceClient<MeshChannel>>,
     point: Option<PointServiceClient<MeshChannel>>,
+    coupon: Option<CouponServiceClient<MeshChannel>>,
     /// (service name, health client) for `/readyz`.
     health: Vec<(&'static str, HealthClient<MeshChannel>)>,
 }
@@ -29,10 +31,10 @@ impl Upstreams {
             Ok(Some(ch))
         };
         let inventory = open("inventory", &config.inventory_url)?.map(InventoryServiceClient::new);
-        open("coupon", &config.coupon_url)?;
+        let coupon = open("coupon", &config.coupon_url)?.map(CouponServiceClient::new);
         let point = open("point", &config.point_url)?.map(PointServiceClient::new);
         open("payment", &config.payment_url)?;
-        Ok(Self { inventory, point, health })
+        Ok(Self { inventory, point, coupon, health })
     }
 
     pub fn inventory(&self) -> Result<InventoryServiceClient<MeshChannel>, Problem> {
@@ -41,6 +43,10 @@ impl Upstreams {
 
     pub fn point(&self) -> Result<PointServiceClient<MeshChannel>, Problem> {
         self.point.clone().ok_or_else(|| not_routed("point"))
+    }
+
+    pub fn coupon(&self) -> Result<CouponServiceClient<MeshChannel>, Problem> {
+        self.coupon.clone().ok_or_else(|| not_routed("coupon"))
     }
 
     pub fn health_checks(&self) -> &[(&'static str, HealthClient<MeshChannel>)] {

@@ -161,9 +161,9 @@ async fn an_unreachable_redis_is_one_clear_line() {
 }
 
 #[tokio::test]
-async fn two_point_replicas_keep_the_invariants() {
+async fn two_replicas_of_point_and_coupon_keep_the_invariants() {
     kit::testing::install_crypto_provider();
-    let stack = start_stack(&["--replicas", "point=2"]).await;
+    let stack = start_stack(&["--replicas", "point=2", "--replicas", "coupon=2"]).await;
     let http = reqwest::Client::new();
     let post = |path: &'static str, body: Value, key: Option<String>| {
         let (http, url) = (http.clone(), format!("{}{path}", stack.gateway));
@@ -204,5 +204,26 @@ async fn two_point_replicas_keep_the_invariants() {
     let items = history["items"].as_array().unwrap();
     assert_eq!(items.len(), 101);
     assert_eq!(items[0]["balanceAfter"], 0);
+
+    // 400 users race for 40 copies through both coupon replicas: exactly 1..=40.
+    let coupon: Value = http
+        .post(format!("{}/v1/coupons", stack.gateway))
+        .json(&json!({"name": "Replicas", "discountType": "FIXED", "discountValue": 100, "totalQuantity": 40}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let issues = (1..=400).map(|user| {
+        let (http, url) = (http.clone(), format!("{}/v1/coupons/{}/issue", stack.gateway, coupon["id"]));
+        async move {
+            let resp = http.post(url).json(&json!({"userId": user})).send().await.unwrap();
+            if resp.status() == 201 { resp.json::<Value>().await.unwrap()["sequence"].as_i64() } else { None }
+        }
+    });
+    let mut sequences: Vec<i64> = futures::future::join_all(issues).await.into_iter().flatten().collect();
+    sequences.sort_unstable();
+    assert_eq!(sequences, (1..=40).collect::<Vec<_>>());
     assert!(stack.stop().await.success());
 }

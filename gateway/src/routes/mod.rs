@@ -1,5 +1,6 @@
 //! The REST surface: one module per resource of API.md, plus the operational routes.
 
+pub mod coupons;
 pub mod ops;
 pub mod points;
 pub mod products;

@@ -52,15 +52,36 @@ pub async fn spawn_mesh() -> TestMesh {
     let point_url = format!("http://{}", point.addr());
     tokio::spawn(point.run_until_stopped(shutdown.clone()));
 
+    let coupon_schema = format!("{prefix}coupon");
+    let mut service = ServiceSettings::defaults(&coupon_schema, 0);
+    service.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    service.metrics_addr = None;
+    service.mysql_url = kit::testing::mysql_url();
+    service.redis_url = kit::testing::redis_url();
+    service.redis_key_prefix = prefix.clone();
+    service.db_max_connections = 16;
+    let coupon_config =
+        coupon_svc::config::CouponConfig { service, issue_batch_max: 512, reconcile_every: Duration::from_secs(3600) };
+    let coupon = coupon_svc::startup::Application::build(&coupon_config).await.expect("coupon-svc builds");
+    let coupon_url = format!("http://{}", coupon.addr());
+    tokio::spawn(coupon.run_until_stopped(shutdown.clone()));
+
     let config = GatewayConfig {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         inventory_url: Some(inventory_url),
         point_url: Some(point_url),
+        coupon_url: Some(coupon_url),
         upstream_timeout_ms: 3_000,
         ..GatewayConfig::default()
     };
     let base = start_gateway(config, shutdown.clone()).await;
-    TestMesh { base, http: reqwest::Client::new(), schemas: vec![schema, point_schema], redis_prefix: prefix, shutdown }
+    TestMesh {
+        base,
+        http: reqwest::Client::new(),
+        schemas: vec![schema, point_schema, coupon_schema],
+        redis_prefix: prefix,
+        shutdown,
+    }
 }
 
 /// A gateway in front of `inventory_url` only; returns its base URL.
