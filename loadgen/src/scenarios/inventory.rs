@@ -1,38 +1,20 @@
 //! inventory-svc scenarios: one hot product under 1,000 concurrent buyers, and cached reads.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use kit::ErrorCode;
 use mesh_proto::inventory::v1 as pb;
 use mesh_proto::saga::v1::{SagaOp, SagaStep};
 use pb::inventory_service_client::InventoryServiceClient;
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
-use super::{ChannelPool, classify, spread};
+use super::{ChannelPool, Ledger, Target, classify, spread};
 use crate::driver::{Limits, Outcome, run_closed_loop};
 use crate::report::Report;
 
 /// Stock a product may hold at most (inventory-svc's own bound).
 pub const MAX_STOCK: i64 = 1_000_000_000;
-
-/// Where the service is, and how to reach it.
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub url: String,
-    pub channels: usize,
-    pub request_timeout: Duration,
-    /// The service's own MySQL schema, when loadgen knows it (it spawned the service):
-    /// then the stock check also reads the rows themselves, not only the API.
-    pub ledger: Option<Ledger>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Ledger {
-    pub mysql_url: String,
-    pub schema: String,
-}
 
 type Client = InventoryServiceClient<kit::grpc::MeshChannel>;
 
@@ -128,9 +110,7 @@ pub fn stock_invariant(initial: i64, ok: i64, errors: i64, final_stock: i64) -> 
 
 /// Reads the product row and its reservations straight from the service's schema.
 async fn check_ledger(ledger: &Ledger, id: i64, initial: i64, ok: i64, errors: i64) -> anyhow::Result<(bool, String)> {
-    crate::net::ensure_loopback("mysql url", &ledger.mysql_url)?;
-    let url = format!("{}/{}", ledger.mysql_url.trim_end_matches('/'), ledger.schema);
-    let db = Database::connect(url).await.context("cannot open the service's schema")?;
+    let db = ledger.connect().await?;
     let one = |sql: &str| Statement::from_sql_and_values(DbBackend::MySql, sql, [id.into()]);
     let stock_row = db.query_one_raw(one("SELECT stock FROM product WHERE id = ?")).await?;
     let held_row = db

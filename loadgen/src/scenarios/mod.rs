@@ -2,14 +2,42 @@
 //! returns a [`crate::report::Report`] with the checks it could verify afterwards.
 
 pub mod inventory;
+pub mod points;
 
 use std::time::Duration;
 
 use anyhow::Context;
 use kit::grpc::{ClientSettings, MeshChannel};
 use kit::{ErrorCode, ServiceError};
+use sea_orm::{Database, DatabaseConnection};
 
 use crate::driver::Outcome;
+
+/// Where the service is, and how to reach it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub url: String,
+    pub channels: usize,
+    pub request_timeout: Duration,
+    /// The service's own MySQL schema, when loadgen knows it (it spawned the service, or
+    /// `--verify-schema`): then the checks also read the rows themselves, not only the API.
+    pub ledger: Option<Ledger>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    pub mysql_url: String,
+    pub schema: String,
+}
+
+impl Ledger {
+    /// A connection to the service's schema (loopback only), for reading its rows.
+    pub async fn connect(&self) -> anyhow::Result<DatabaseConnection> {
+        crate::net::ensure_loopback("mysql url", &self.mysql_url)?;
+        let url = format!("{}/{}", self.mysql_url.trim_end_matches('/'), self.schema);
+        Database::connect(url).await.context("cannot open the service's schema")
+    }
+}
 
 /// A few HTTP/2 connections shared round-robin by all client tasks: 1,000 buyers behind
 /// a handful of connections is how a gateway's upstream traffic looks, not 1,000 sockets.

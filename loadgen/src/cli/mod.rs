@@ -1,15 +1,19 @@
 //! Command line: one subcommand per scenario, plus `bench <service>` that chains them.
+//! Each service's subcommands and their arguments live in its own module.
 
-use std::path::PathBuf;
+mod inventory;
+mod points;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::bench::{self, InventoryBench};
+use crate::bench::Deployment;
 use crate::driver::Limits;
+use crate::raw::{HotRow, POINT_BALANCE, PRODUCT_STOCK};
 use crate::report::Report;
-use crate::scenarios::inventory::{self, Ledger, MAX_STOCK, Target};
+use crate::scenarios::{Ledger, Target};
 
 const DEFAULT_MYSQL: &str = "mysql://root@127.0.0.1:3306";
 const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
@@ -28,11 +32,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// One product, many buyers reserving 1 unit each; checks initial - successes == final stock.
-    InventoryHot(HotArgs),
+    InventoryHot(inventory::HotArgs),
     /// GetProduct of random ids among freshly created products (cache hits).
-    InventoryRead(ReadArgs),
-    /// The bare conditional UPDATE on one MySQL row, in a throwaway schema.
+    InventoryRead(inventory::ReadArgs),
+    /// One user, many clients alternating Charge and Use of 100; checks the balance and ledger.
+    PointsHot(points::HotArgs),
+    /// Charges (and uses) spread over many users; checks every user's ledger against its balance.
+    PointsSpread(points::SpreadArgs),
+    /// The bare conditional UPDATE on one MySQL product row, in a throwaway schema.
     RawMysqlHotUpdate(RawArgs),
+    /// The bare conditional debit on one MySQL point_balance row, in a throwaway schema.
+    RawMysqlHotDebit(RawArgs),
     /// Raw backend, then the service's scenarios, then a summary with ours / raw.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -41,7 +51,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// raw-mysql-hot-update, inventory-hot, the sell-out race, inventory-read.
-    Inventory(BenchInventoryArgs),
+    Inventory(inventory::BenchInventoryArgs),
+    /// raw-mysql-hot-debit, points-hot, points-spread.
+    Points(points::BenchPointsArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -77,34 +89,18 @@ struct GrpcArgs {
     request_timeout_ms: u64,
 }
 
-#[derive(Debug, Args)]
-struct HotArgs {
-    #[command(flatten)]
-    grpc: GrpcArgs,
-    #[arg(long, default_value_t = 1_000)]
-    clients: usize,
-    /// Initial stock; the default never sells out, a small one (100) runs the sell-out race.
-    #[arg(long, default_value_t = MAX_STOCK)]
-    stock: i64,
-    #[command(flatten)]
-    run: RunArgs,
-    /// The service's MySQL schema: also checks stock and reservation rows directly.
-    #[arg(long)]
-    verify_schema: Option<String>,
-    #[arg(long, env = "LOADGEN_MYSQL_URL", default_value = DEFAULT_MYSQL)]
-    mysql_url: String,
-}
-
-#[derive(Debug, Args)]
-struct ReadArgs {
-    #[command(flatten)]
-    grpc: GrpcArgs,
-    #[arg(long, default_value_t = 64)]
-    clients: usize,
-    #[arg(long, default_value_t = 100)]
-    products: usize,
-    #[command(flatten)]
-    run: RunArgs,
+impl GrpcArgs {
+    /// A bench against `target` (the caller sets `spawn` and, if needed, Redis).
+    fn deployment(&self, mysql_url: String) -> Deployment {
+        Deployment {
+            target: self.target.clone(),
+            spawn: None,
+            mysql_url,
+            redis_url: None,
+            channels: self.channels,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -116,37 +112,6 @@ struct RawArgs {
     clients: usize,
     #[command(flatten)]
     run: RunArgs,
-}
-
-#[derive(Debug, Args)]
-struct BenchInventoryArgs {
-    #[command(flatten)]
-    grpc: GrpcArgs,
-    /// Start inventory-svc for the run (free ports, fresh schema and key prefix), then stop it.
-    #[arg(long)]
-    spawn: bool,
-    /// The binary --spawn starts [default: inventory-svc next to this executable].
-    #[arg(long, requires = "spawn")]
-    bin: Option<PathBuf>,
-    #[arg(long, env = "LOADGEN_MYSQL_URL", default_value = DEFAULT_MYSQL)]
-    mysql_url: String,
-    #[arg(long, env = "LOADGEN_REDIS_URL", default_value = DEFAULT_REDIS)]
-    redis_url: String,
-    #[command(flatten)]
-    run: RunArgs,
-    #[arg(long, default_value_t = 64)]
-    raw_clients: usize,
-    #[arg(long, default_value_t = 1_000)]
-    hot_clients: usize,
-    #[arg(long, default_value_t = MAX_STOCK)]
-    stock: i64,
-    /// Stock of the sell-out race; 0 skips it.
-    #[arg(long, default_value_t = 100)]
-    race_stock: i64,
-    #[arg(long, default_value_t = 64)]
-    read_clients: usize,
-    #[arg(long, default_value_t = 100)]
-    read_products: usize,
 }
 
 fn target(grpc: &GrpcArgs, ledger: Option<Ledger>) -> Target {
@@ -163,41 +128,20 @@ fn finish(report: &Report) -> bool {
     report.passed()
 }
 
+async fn raw(row: &'static HotRow, a: RawArgs) -> anyhow::Result<bool> {
+    Ok(finish(&crate::raw::mysql_hot_update(row, &a.mysql_url, a.clients, a.run.limits()?).await?))
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
-        Command::InventoryHot(a) => {
-            let ledger = a.verify_schema.map(|schema| Ledger { mysql_url: a.mysql_url.clone(), schema });
-            Ok(finish(&inventory::hot(&target(&a.grpc, ledger), a.clients, a.stock, a.run.limits()?).await?))
-        }
-        Command::InventoryRead(a) => {
-            Ok(finish(&inventory::read(&target(&a.grpc, None), a.clients, a.products, a.run.limits()?).await?))
-        }
-        Command::RawMysqlHotUpdate(a) => {
-            Ok(finish(&crate::raw::mysql_hot_update(&a.mysql_url, a.clients, a.run.limits()?).await?))
-        }
-        Command::Bench(BenchCommand::Inventory(a)) => {
-            let spawn = match (a.spawn, a.bin) {
-                (true, Some(bin)) => Some(bin),
-                (true, None) => Some(crate::spawn::sibling_binary("inventory-svc")?),
-                (false, _) => None,
-            };
-            let cfg = InventoryBench {
-                target: a.grpc.target.clone(),
-                spawn,
-                mysql_url: a.mysql_url,
-                redis_url: a.redis_url,
-                limits: a.run.limits()?,
-                channels: a.grpc.channels,
-                request_timeout: Duration::from_millis(a.grpc.request_timeout_ms),
-                raw_clients: a.raw_clients,
-                hot_clients: a.hot_clients,
-                stock: a.stock,
-                race_stock: a.race_stock,
-                read_clients: a.read_clients,
-                read_products: a.read_products,
-            };
-            bench::inventory(&cfg).await
-        }
+        Command::InventoryHot(a) => inventory::hot(a).await,
+        Command::InventoryRead(a) => inventory::read(a).await,
+        Command::PointsHot(a) => points::hot(a).await,
+        Command::PointsSpread(a) => points::spread(a).await,
+        Command::RawMysqlHotUpdate(a) => raw(&PRODUCT_STOCK, a).await,
+        Command::RawMysqlHotDebit(a) => raw(&POINT_BALANCE, a).await,
+        Command::Bench(BenchCommand::Inventory(a)) => inventory::bench(a).await,
+        Command::Bench(BenchCommand::Points(a)) => points::bench(a).await,
     }
 }
 
@@ -233,5 +177,11 @@ mod tests {
             matches!(cli.command, Command::Bench(BenchCommand::Inventory(ref a)) if a.spawn && a.run.duration_secs == 5.0)
         );
         assert!(Cli::try_parse_from(["loadgen", "bench", "inventory", "--bin", "x"]).is_err(), "--bin needs --spawn");
+        let cli = Cli::try_parse_from(["loadgen", "bench", "points", "--spawn", "--users", "100"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Bench(BenchCommand::Points(ref a)) if a.spawn && a.run.duration_secs == 10.0)
+        );
+        assert!(Cli::try_parse_from(["loadgen", "points-hot", "--clients", "500", "--verify-schema", "s"]).is_ok());
+        assert!(Cli::try_parse_from(["loadgen", "points-spread", "--users", "10000", "--charge-only"]).is_ok());
     }
 }

@@ -1,0 +1,77 @@
+//! `loadgen bench inventory`: raw-mysql-hot-update, inventory-hot, the sell-out race,
+//! inventory-read.
+
+use serde_json::Value;
+
+use super::{Deployment, Headline, find, measured, target, with_service};
+use crate::driver::Limits;
+use crate::report::Report;
+use crate::scenarios::{Target, inventory};
+use crate::spawn::INVENTORY;
+
+#[derive(Clone, Debug)]
+pub struct InventoryBench {
+    pub deployment: Deployment,
+    pub limits: Limits,
+    pub raw_clients: usize,
+    pub hot_clients: usize,
+    pub stock: i64,
+    /// Stock of the sell-out race (0 skips it).
+    pub race_stock: i64,
+    pub read_clients: usize,
+    pub read_products: usize,
+}
+
+const HEADLINE: Headline = Headline {
+    bench: "inventory",
+    service: &INVENTORY,
+    raw_scenario: "raw-mysql-hot-update",
+    hot_scenario: "inventory-hot",
+    hot_key: "hot_reservations_rps",
+    hot_unit: "hot reservations/s",
+};
+
+/// Runs the whole inventory bench; `Ok(false)` when a correctness check failed.
+pub async fn run(cfg: &InventoryBench) -> anyhow::Result<bool> {
+    if let Some(bin) = &cfg.deployment.spawn {
+        INVENTORY.check_binary(bin)?;
+    }
+    let raw = crate::raw::mysql_hot_update(
+        &crate::raw::PRODUCT_STOCK,
+        &cfg.deployment.mysql_url,
+        cfg.raw_clients,
+        cfg.limits,
+    )
+    .await?;
+    raw.print();
+    let (mut reports, memory) =
+        with_service(&INVENTORY, &cfg.deployment, |target, pid| async move { scenarios(cfg, &target, pid).await })
+            .await?;
+    reports.insert(0, raw);
+    let targets = targets(&reports);
+    Ok(super::finish(&HEADLINE, &reports, memory, targets))
+}
+
+async fn scenarios(cfg: &InventoryBench, target: &Target, pid: Option<u32>) -> anyhow::Result<Vec<Report>> {
+    let mut reports = vec![measured(pid, inventory::hot(target, cfg.hot_clients, cfg.stock, cfg.limits)).await?];
+    if cfg.race_stock > 0 {
+        let race = inventory::hot(target, cfg.hot_clients, cfg.race_stock, cfg.limits);
+        let race = async { race.await.map(|r| Report { scenario: "inventory-sellout".into(), ..r }) };
+        reports.push(measured(pid, race).await?);
+    }
+    reports.push(measured(pid, inventory::read(target, cfg.read_clients, cfg.read_products, cfg.limits)).await?);
+    Ok(reports)
+}
+
+fn targets(reports: &[Report]) -> Vec<Value> {
+    let mut targets = Vec::new();
+    if let Some(hot) = find(reports, "inventory-hot") {
+        targets.push(target("hot reservations/s >= 3000", hot.ok_per_second(), 3000.0, true));
+        targets.push(target("hot p95 ms < 100", hot.latency().p95, 100.0, false));
+    }
+    if let Some(read) = find(reports, "inventory-read") {
+        targets.push(target("cached reads/s >= 20000", read.ok_per_second(), 20_000.0, true));
+        targets.push(target("read p99 ms < 10", read.latency().p99, 10.0, false));
+    }
+    targets
+}
