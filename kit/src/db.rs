@@ -23,8 +23,22 @@ pub fn valid_schema_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Every pooled connection runs its transactions at READ COMMITTED. Each service decides with
+/// locking writes (`UPDATE ... WHERE stock >= ?`) or locking reads, and sees its own writes,
+/// so nothing here needs REPEATABLE READ's snapshots; what it would add are gap locks, which
+/// deadlock concurrent first inserts of one key (two first charges of a new user).
+const SESSION_SETUP: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+
 fn options(url: String, max_connections: u32) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url);
+    opts.map_sqlx_mysql_pool_opts(|pool| {
+        pool.after_connect(|conn, _| {
+            Box::pin(async move {
+                use sea_orm::sqlx::Executor;
+                conn.execute(SESSION_SETUP).await.map(|_| ())
+            })
+        })
+    });
     opts.max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
@@ -138,7 +152,7 @@ pub async fn finish<T, E>(
 /// lock-wait timeout: MySQL rolled that transaction back whole, so trying again is safe.
 pub async fn retry_transient<T, E, F, Fut>(transient: impl Fn(&E) -> bool, mut attempt: F) -> Result<T, E>
 where
-    E: std::fmt::Display,
+    E: std::fmt::Debug,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
@@ -148,7 +162,7 @@ where
         tries += 1;
         match attempt().await {
             Err(err) if tries < ATTEMPTS && transient(&err) => {
-                tracing::warn!(error = %err, tries, "transient database error, retrying the transaction");
+                tracing::warn!(error = ?err, tries, "transient database error, retrying the transaction");
                 tokio::time::sleep(Duration::from_millis(5 * u64::from(tries))).await;
             }
             other => return other,

@@ -272,7 +272,11 @@ where
         Err(ClaimError::Refused(err)) => return fresh(Err(err)),
         Err(ClaimError::Db(err)) => return fresh(Err(ServiceError::unavailable("idempotency store", &err))),
     }
+    // If this future is dropped mid-work (the caller's deadline passed), the transaction rolls
+    // back; the guard then gives the claim up so a retry need not wait for the lease.
+    let guard = ClaimGuard { db: db.clone(), key: Some(key.clone()) };
     let result = work(Some(key.clone())).await;
+    guard.disarm();
     match &result {
         Ok(_) => {}
         Err(err) if is_transient(err) => {
@@ -287,6 +291,32 @@ where
         }
     }
     fresh(result)
+}
+
+/// Releases a claim whose work was abandoned. Only `running` rows are deleted, so a claim
+/// that completed (its answer committed) is never touched.
+struct ClaimGuard {
+    db: DatabaseConnection,
+    key: Option<IdempotencyKey>,
+}
+
+impl ClaimGuard {
+    fn disarm(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if let (Some(key), Ok(runtime)) = (self.key.take(), tokio::runtime::Handle::try_current()) {
+            let db = self.db.clone();
+            runtime.spawn(async move {
+                if let Err(err) = release(&db, &key).await {
+                    tracing::warn!(error = %err, "could not release an abandoned idempotency claim; it expires with its lease");
+                }
+            });
+        }
+    }
 }
 
 /// Serialises an answer for [`complete_ok`].

@@ -153,3 +153,23 @@ async fn concurrent_duplicate_actions_run_once() {
     assert_eq!(gates.iter().filter(|g| **g == ActionGate::Proceed).count(), 1);
     assert_eq!(f.value().await, 1);
 }
+
+#[tokio::test]
+async fn service_pools_run_at_read_committed() {
+    struct NoMigrations;
+    impl sea_orm_migration::MigratorTrait for NoMigrations {
+        fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+            Vec::new()
+        }
+    }
+    let schema = format!("{}iso", kit::testing::unique_prefix());
+    let db = kit::db::connect_and_migrate::<NoMigrations>(&kit::testing::mysql_url(), &schema, 2).await.unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::MySql, "SELECT @@SESSION.tx_isolation"))
+        .await
+        .unwrap()
+        .unwrap();
+    let level: String = row.try_get_by_index(0).unwrap();
+    kit::testing::cleanup_blocking(vec![schema], None);
+    assert_eq!(level, "READ-COMMITTED");
+}

@@ -132,3 +132,30 @@ async fn bad_keys_are_refused_and_expired_keys_are_purged() {
     assert!(!replayed(&after_purge), "a purged key is new again");
     assert_eq!(app.balance(6).await, 20);
 }
+
+#[tokio::test]
+async fn a_request_abandoned_at_its_deadline_does_not_block_its_key() {
+    use sea_orm::TransactionTrait;
+    let app = spawn_app().await;
+    app.charge(9, 100).await.unwrap();
+    // Hold the balance row so the keyed charge is still working when its deadline passes.
+    let db = app.db().await;
+    let blocker = db.begin().await.unwrap();
+    blocker
+        .execute_raw(Statement::from_string(
+            DbBackend::MySql,
+            "SELECT balance FROM point_balance WHERE user_id = 9 FOR UPDATE",
+        ))
+        .await
+        .unwrap();
+    let mut request = keyed(pb::ChargeRequest { user_id: 9, amount: 50 }, "deadline");
+    request.set_timeout(Duration::from_millis(300));
+    let abandoned = app.client.clone().charge(request).await.unwrap_err();
+    assert!(matches!(abandoned.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled), "{abandoned:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.rollback().await.unwrap();
+
+    let retry = charge_with_key(&app, 9, 50, "deadline").await.expect("the key is free again, not in progress");
+    assert!(!replayed(&retry));
+    assert_eq!(app.balance(9).await, 150, "one effect");
+}

@@ -109,3 +109,17 @@ async fn the_ledger_is_append_only_in_the_schema_itself() {
     assert!(db.execute_unprepared("UPDATE point_balance SET balance = -1").await.is_err(), "never negative");
     assert_eq!(app.ledger_sum(1).await, 100);
 }
+
+#[tokio::test]
+async fn concurrent_first_charges_of_new_users_never_fail() {
+    let app = spawn_app().await;
+    // New users next to each other in the key space: under REPEATABLE READ their gap locks
+    // deadlocked one another; every one of these must simply succeed.
+    let charges = (1_000..1_200).map(|user| app.charge(user, 1_000));
+    let results = futures::future::join_all(charges).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{} failed, e.g. {:?}", failed.len(), failed.first());
+    for user in [1_000, 1_099, 1_199] {
+        assert_eq!(app.balance(user).await, 1_000);
+    }
+}
