@@ -16,24 +16,34 @@ use crate::problem::{Problem, ProblemDocument};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateCoupon {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
-    /// FIXED or PERCENT.
+    #[schema(pattern = "^(FIXED|PERCENT)$")]
     pub discount_type: String,
     /// FIXED: 1..=1,000,000,000 won. PERCENT: 1..=100.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub discount_value: i64,
     /// PERCENT only: caps the discount, in won.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub max_discount: Option<i64>,
-    /// 1..=10,000,000.
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub total_quantity: i64,
-    /// RFC 3339; null = no start.
+    /// null = no start.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub issue_starts_at: Option<String>,
-    /// RFC 3339; null = no end.
+    /// null = no end; after issueStartsAt.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub issue_ends_at: Option<String>,
-    /// 1..=3650, default 30.
+    /// Default 30.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     pub valid_days: Option<i32>,
 }
 
@@ -57,6 +67,7 @@ pub struct CouponBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssueCoupon {
+    #[schema(minimum = 1)]
     pub user_id: i64,
 }
 
@@ -200,7 +211,7 @@ pub async fn create_coupon(
 }
 
 #[utoipa::path(post, path = "/v1/coupons/{couponId}/issue", request_body = IssueCoupon, tag = "coupons",
-    params(("couponId" = i64, Path, description = "Coupon id")),
+    params(("couponId" = i64, Path, description = "Coupon id", minimum = 1)),
     responses((status = 201, body = IssuedCoupon),
               (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
@@ -227,7 +238,7 @@ pub async fn issue_coupon(
 }
 
 #[utoipa::path(get, path = "/v1/users/{userId}/coupons", tag = "coupons",
-    params(("userId" = i64, Path, description = "User id")),
+    params(("userId" = i64, Path, description = "User id", minimum = 1)),
     responses((status = 200, body = UserCoupons), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn user_coupons(
     State(state): State<AppState>,

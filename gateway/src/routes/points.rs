@@ -28,11 +28,25 @@ impl From<pb::Balance> for BalanceBody {
     }
 }
 
+/// A use of points.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PointsChange {
+    #[schema(minimum = 1)]
     pub user_id: i64,
-    /// Charge: 1..=10,000,000. Use: 1..=1,000,000,000.
+    /// Won.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    pub amount: i64,
+}
+
+/// A charge: same fields as [`PointsChange`], a smaller bound.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PointsCharge {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    /// Won; the balance must stay at most 1,000,000,000.
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub amount: i64,
 }
 
@@ -83,7 +97,7 @@ fn balance_response(response: tonic::Response<pb::Balance>) -> Response {
 }
 
 #[utoipa::path(get, path = "/v1/points/{userId}", tag = "points",
-    params(("userId" = i64, Path, description = "User id")),
+    params(("userId" = i64, Path, description = "User id", minimum = 1)),
     responses((status = 200, body = BalanceBody), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn get_balance(
     State(state): State<AppState>,
@@ -94,8 +108,9 @@ pub async fn get_balance(
     Ok(Json(BalanceBody::from(balance.into_inner())))
 }
 
-#[utoipa::path(post, path = "/v1/points/charge", request_body = PointsChange, tag = "points",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: one effect per key")),
+#[utoipa::path(post, path = "/v1/points/charge", request_body = PointsCharge, tag = "points",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: one effect per key",
+            min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7e]+$")),
     responses((status = 200, body = BalanceBody, description = "`Idempotent-Replayed: true` on a replay"),
               (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 409, body = ProblemDocument, content_type = "application/problem+json", description = "REQUEST_IN_PROGRESS"),
@@ -112,7 +127,8 @@ pub async fn charge(
 }
 
 #[utoipa::path(post, path = "/v1/points/use", request_body = PointsChange, tag = "points",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: one effect per key")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: one effect per key",
+            min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7e]+$")),
     responses((status = 200, body = BalanceBody),
               (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 409, body = ProblemDocument, content_type = "application/problem+json", description = "INSUFFICIENT_POINTS or REQUEST_IN_PROGRESS"),
@@ -129,7 +145,7 @@ pub async fn use_points(
 }
 
 #[utoipa::path(get, path = "/v1/points/{userId}/history", tag = "points",
-    params(("userId" = i64, Path, description = "User id"), ("limit" = Option<i64>, Query, description = "1..=200, default 50")),
+    params(("userId" = i64, Path, description = "User id", minimum = 1), ("limit" = Option<i64>, Query, description = "Entries, default 50", minimum = 1, maximum = 200)),
     responses((status = 200, body = History, description = "Newest first"), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn history(
     State(state): State<AppState>,

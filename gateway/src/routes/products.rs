@@ -51,17 +51,25 @@ pub struct ProductPage {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateProduct {
-    /// 1..=200 characters.
+    /// 1..=200 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
-    /// 0..=1,000,000,000 won.
+    /// Won.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub price: i64,
-    /// 0..=1,000,000,000 units.
+    /// Units.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SetStock {
-    /// The new sellable stock, 0..=1,000,000,000.
+    /// The new sellable stock.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: i64,
 }
 
@@ -89,10 +97,11 @@ pub async fn create_product(
 }
 
 #[utoipa::path(get, path = "/v1/products", tag = "products",
-    params(("name" = Option<String>, Query, description = "Case-insensitive substring of the name"),
-           ("sort" = Option<String>, Query, description = "id (default), name, price, -price, newest"),
-           ("page" = Option<i64>, Query, description = "Zero-based page, >= 0"),
-           ("size" = Option<i64>, Query, description = "1..=100, default 20")),
+    params(("name" = Option<String>, Query, description = "Case-insensitive substring of the name", max_length = 200),
+           ("sort" = Option<String>, Query, description = "id (default), name, price, -price, newest",
+            pattern = "^(id|name|price|-price|newest)$"),
+           ("page" = Option<i64>, Query, description = "Zero-based page", minimum = 0, maximum = 10_000_000),
+           ("size" = Option<i64>, Query, description = "Page size, default 20", minimum = 1, maximum = 100)),
     responses((status = 200, body = ProductPage), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn list_products(State(state): State<AppState>, query: QueryPairs) -> Result<Json<ProductPage>, Problem> {
     let sort = match query.get("sort").unwrap_or("id") {
@@ -119,7 +128,7 @@ pub async fn list_products(State(state): State<AppState>, query: QueryPairs) -> 
 }
 
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "products",
-    params(("id" = i64, Path, description = "Product id")),
+    params(("id" = i64, Path, description = "Product id", minimum = 1)),
     responses((status = 200, body = ProductBody, description = "`ETag` set"),
               (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
@@ -131,8 +140,9 @@ pub async fn get_product(State(state): State<AppState>, Path(id): Path<String>) 
 }
 
 #[utoipa::path(put, path = "/v1/products/{id}/stock", request_body = SetStock, tag = "products",
-    params(("id" = i64, Path, description = "Product id"),
-           ("If-Match" = Option<String>, Header, description = "Only if this ETag (\"<version>\") is current")),
+    params(("id" = i64, Path, description = "Product id", minimum = 1),
+           ("If-Match" = Option<String>, Header, description = "Only if this ETag (\"<version>\") is current",
+            pattern = r#"^("[0-9]{1,18}"|[0-9]{1,18}|\*)$"#)),
     responses((status = 200, body = ProductBody),
               (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
