@@ -14,7 +14,7 @@ use crate::routes::{coupons, points, products};
         coupons::create_coupon, coupons::issue_coupon, coupons::user_coupons
     ),
     components(schemas(ProblemDocument, products::ProductBody, products::ProductPage, products::CreateProduct, products::SetStock,
-        points::BalanceBody, points::PointsChange, points::LedgerEntryBody, points::History,
+        points::BalanceBody, points::PointsChange, points::PointsCharge, points::LedgerEntryBody, points::History,
         coupons::CreateCoupon, coupons::CouponBody, coupons::IssueCoupon, coupons::IssuedCoupon, coupons::UserCouponBody, coupons::UserCoupons)),
     tags(
         (name = "products", description = "Products and stock (inventory-svc)"),

@@ -118,7 +118,7 @@ pub async fn get_balance(
 pub async fn charge(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<PointsChange>,
+    JsonBody(body): JsonBody<PointsCharge>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers, false)?;
     let req = pb::ChargeRequest { user_id: body.user_id, amount: body.amount };
