@@ -36,7 +36,7 @@ impl Application {
         let _ = kit::telemetry::prometheus();
         let upstreams = Upstreams::connect(config)?;
         let accepting = Arc::new(AtomicBool::new(true));
-        let state = AppState { upstreams, accepting: accepting.clone() };
+        let state = AppState { upstreams: Arc::new(upstreams), accepting: accepting.clone() };
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.http_addr))?;

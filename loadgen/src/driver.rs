@@ -106,6 +106,30 @@ pub struct LoopResult {
     pub aborted_clients: usize,
     /// CPU seconds the load generator itself burned during the run.
     pub loadgen_cpu_s: Option<f64>,
+    /// CPU seconds the mesh and its backends on this box burned during the run, by process
+    /// name ([`crate::procfs::PEERS`]).
+    pub peer_cpu_s: BTreeMap<String, f64>,
+}
+
+impl LoopResult {
+    /// `self` followed by `next` on the same clients, as one run: counts and latencies
+    /// merged, times and CPU added.
+    pub fn then(&self, next: &LoopResult) -> LoopResult {
+        let mut tally = self.tally.clone();
+        tally.merge(&next.tally);
+        let mut peer_cpu_s = self.peer_cpu_s.clone();
+        for (name, used) in &next.peer_cpu_s {
+            *peer_cpu_s.entry(name.clone()).or_default() += used;
+        }
+        LoopResult {
+            clients: self.clients.max(next.clients),
+            elapsed: self.elapsed + next.elapsed,
+            tally,
+            aborted_clients: self.aborted_clients + next.aborted_clients,
+            loadgen_cpu_s: self.loadgen_cpu_s.zip(next.loadgen_cpu_s).map(|(a, b)| a + b),
+            peer_cpu_s,
+        }
+    }
 }
 
 // Client tasks record into a few shards rather than one histogram each: 1,000 full
@@ -124,6 +148,7 @@ where
     let issued = Arc::new(AtomicU64::new(0));
     let budget = limits.max_requests.unwrap_or(u64::MAX);
     let cpu_before = crate::procfs::own_cpu_seconds();
+    let peers_before = crate::procfs::PeerCpu::take();
     let started = Instant::now();
     let deadline = started + limits.duration;
 
@@ -158,12 +183,37 @@ where
     }
     let elapsed = started.elapsed();
     let loadgen_cpu_s = crate::procfs::own_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+    let peer_cpu_s = crate::procfs::PeerCpu::take().since(&peers_before);
 
     let mut tally = Tally::new();
     for shard in shards.iter() {
         tally.merge(&shard.lock().unwrap_or_else(PoisonError::into_inner));
     }
-    LoopResult { clients, elapsed, tally, aborted_clients, loadgen_cpu_s }
+    LoopResult { clients, elapsed, tally, aborted_clients, loadgen_cpu_s, peer_cpu_s }
+}
+
+/// Two closed loops back to back on the same `clients`, as two phases of one run: the
+/// first `first` requests (a race), then whatever is left of the duration and the budget.
+/// `op` sees one `seq` numbering: the second phase starts at `first`, so a `seq` that keys a
+/// user or an idempotency key stays unique across both. In between, the clients drain for
+/// as long as the slowest request of the first phase takes.
+pub async fn run_phased<F, Fut>(clients: usize, limits: Limits, first: u64, op: F) -> (LoopResult, LoopResult)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let op = Arc::new(op);
+    let budget = limits.max_requests.unwrap_or(u64::MAX);
+    let race = Limits { max_requests: Some(first.min(budget)), ..limits };
+    let racing = op.clone();
+    let head = run_closed_loop(clients, race, move |client, seq| racing(client, seq)).await;
+    let rest = Limits {
+        duration: limits.duration.saturating_sub(head.elapsed),
+        max_requests: limits.max_requests.map(|n| n.saturating_sub(head.tally.total())),
+        ..limits
+    };
+    let tail = run_closed_loop(clients, rest, move |client, seq| op(client, first + seq)).await;
+    (head, tail)
 }
 
 #[cfg(test)]
@@ -203,5 +253,25 @@ mod tests {
         assert_eq!(result.aborted_clients, 1);
         assert!(result.tally.ok > 0);
         assert!(result.elapsed < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn phases_split_the_budget_and_number_requests_across_both() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let limits = Limits::new(Duration::from_secs(30), Some(250));
+        let (head, tail) = run_phased(4, limits, 100, move |_, seq| {
+            log.lock().unwrap().push(seq);
+            async move { if seq < 100 { Outcome::Ok } else { Outcome::Rejected("sold_out") } }
+        })
+        .await;
+        assert_eq!((head.tally.ok, head.tally.total()), (100, 100));
+        assert_eq!((tail.tally.rejected_total(), tail.tally.total()), (150, 150));
+        let mut seqs = seen.lock().unwrap().clone();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..250).collect::<Vec<_>>());
+        let both = head.then(&tail);
+        assert_eq!((both.tally.ok, both.tally.rejected_total()), (100, 150));
+        assert_eq!(both.elapsed, head.elapsed + tail.elapsed);
     }
 }

@@ -8,8 +8,12 @@
 //! prints our throughput as a ratio of it (DESIGN.md, "Performance targets").
 //!
 //! Adding a scenario: a function in `scenarios/` that builds its clients, calls
-//! `run_closed_loop(clients, limits, |client_idx, seq| async { .. Outcome })` and returns a
-//! `Report`; then a subcommand in `cli`. Traffic goes to loopback addresses only ([`net`]).
+//! `run_closed_loop(clients, limits, |client_idx, seq| async { .. Outcome })` (or
+//! [`driver::run_phased`] for a race followed by what comes after it) and returns a
+//! `Report`; then a subcommand in `cli`. Services are reached over gRPC, or through the
+//! gateway over REST ([`scenarios::RestPool`]); traffic goes to loopback addresses only
+//! ([`net`]). Every report carries the CPU loadgen and its peers on the box ([`procfs::PEERS`])
+//! used during its run.
 
 pub mod bench;
 pub mod cli;

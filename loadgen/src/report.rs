@@ -75,6 +75,23 @@ impl Report {
         self.per_second(self.run.tally.ok)
     }
 
+    /// Requests that got their business answer per second: successes and expected
+    /// rejections (sold out), errors excluded. The rate of a race, where most answers are "no".
+    pub fn answered_per_second(&self) -> f64 {
+        self.per_second(self.run.tally.ok + self.run.tally.rejected_total())
+    }
+
+    /// Cores used during the run, by process: loadgen first, then its peers on the box,
+    /// busiest first.
+    pub fn cores(&self) -> Vec<(String, f64)> {
+        let secs = self.run.elapsed.as_secs_f64().max(1e-9);
+        let mut peers: Vec<(String, f64)> =
+            self.run.peer_cpu_s.iter().map(|(name, used)| (name.clone(), used / secs)).collect();
+        peers.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let own = self.run.loadgen_cpu_s.map(|used| ("loadgen".to_owned(), used / secs));
+        own.into_iter().chain(peers).collect()
+    }
+
     pub fn latency(&self) -> Latency {
         let h = &self.run.tally.latency_us;
         let ms = |us: u64| us as f64 / 1000.0;
@@ -102,9 +119,11 @@ impl Report {
             "errors": t.errors,
             "throughput_rps": round3(self.throughput()),
             "ok_rps": round3(self.ok_per_second()),
+            "answered_rps": round3(self.answered_per_second()),
             "latency_ms": {"p50": l.p50, "p95": l.p95, "p99": l.p99, "max": l.max},
             "aborted_clients": self.run.aborted_clients,
             "loadgen_cpu_s": self.run.loadgen_cpu_s.map(round3),
+            "peer_cpu_s": self.run.peer_cpu_s.iter().map(|(k, v)| (k.clone(), json!(round3(*v)))).collect::<Map<_, _>>(),
             "extra": self.extra,
             "checks": checks,
             "passed": self.passed(),
@@ -155,6 +174,13 @@ impl Report {
             let cores = cpu / self.run.elapsed.as_secs_f64().max(1e-9);
             out += &format!("  {:<14}{cpu:.2} s ({cores:.2} cores)\n", "loadgen cpu");
         }
+        let cores = self.cores();
+        if cores.len() > 1 {
+            let each: Vec<String> = cores.iter().map(|(name, n)| format!("{name} {n:.2}")).collect();
+            let sum: f64 = cores.iter().map(|(_, n)| n).sum();
+            let of = std::thread::available_parallelism().map_or(0, usize::from);
+            out += &format!("  {:<14}{} = {sum:.2} of {of}\n", "cores", each.join(" + "));
+        }
         for (k, v) in &self.extra {
             out += &format!("  {:<14}{}\n", k, plain(v));
         }
@@ -188,8 +214,15 @@ mod tests {
             tally.record(outcome, Duration::from_millis(i));
         }
         tally.record(Outcome::Error("Unavailable".into()), Duration::from_millis(500));
-        let run =
-            LoopResult { clients: 4, elapsed: Duration::from_secs(2), tally, aborted_clients: 0, loadgen_cpu_s: None };
+        let peer_cpu_s = [("gateway".to_owned(), 1.0), ("redis-server".to_owned(), 0.5)].into();
+        let run = LoopResult {
+            clients: 4,
+            elapsed: Duration::from_secs(2),
+            tally,
+            aborted_clients: 0,
+            loadgen_cpu_s: Some(0.2),
+            peer_cpu_s,
+        };
         let mut report = Report::new("unit", run);
         report.check("invariant", true, "ok");
         let json = report.to_json();
@@ -198,6 +231,8 @@ mod tests {
         assert_eq!(json["rejected"]["out_of_stock"], 10);
         assert_eq!(json["errors"]["Unavailable"], 1);
         assert_eq!(json["ok_rps"], 45.0);
+        assert_eq!(json["answered_rps"], 50.0);
+        assert!(report.table().contains("loadgen 0.10 + gateway 0.50 + redis-server 0.25 = 0.85 of"));
         let l = report.latency();
         assert!((49.0..=51.5).contains(&l.p50), "{l:?}");
         assert!((499.0..=501.0).contains(&l.max), "{l:?}");

@@ -17,7 +17,8 @@ use crate::upstream::Upstreams;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub upstreams: Upstreams,
+    /// Shared, not cloned per request: the clients inside are cloned only at the call.
+    pub upstreams: Arc<Upstreams>,
     /// Turned off when shutdown starts, so `/readyz` sends traffic elsewhere while in-flight
     /// requests finish.
     pub accepting: Arc<AtomicBool>,

@@ -3,11 +3,10 @@
 
 use serde_json::Value;
 
-use super::{Deployment, Headline, find, measured, target, with_service};
+use super::{Deployment, Headline, find, printed, target, with_services};
 use crate::driver::Limits;
 use crate::report::Report;
 use crate::scenarios::{Target, inventory};
-use crate::spawn::INVENTORY;
 
 #[derive(Clone, Debug)]
 pub struct InventoryBench {
@@ -24,18 +23,19 @@ pub struct InventoryBench {
 
 const HEADLINE: Headline = Headline {
     bench: "inventory",
-    service: &INVENTORY,
     raw_scenario: "raw-mysql-hot-update",
     hot_scenario: "inventory-hot",
     hot_key: "hot_reservations_rps",
     hot_unit: "hot reservations/s",
+    raw_key: "raw_update_rps",
+    raw_unit: "raw UPDATEs/s",
+    rate: Report::ok_per_second,
+    rate_title: "ok/s",
 };
 
 /// Runs the whole inventory bench; `Ok(false)` when a correctness check failed.
 pub async fn run(cfg: &InventoryBench) -> anyhow::Result<bool> {
-    if let Some(bin) = &cfg.deployment.spawn {
-        INVENTORY.check_binary(bin)?;
-    }
+    cfg.deployment.check_binaries()?;
     let raw = crate::raw::mysql_hot_update(
         &crate::raw::PRODUCT_STOCK,
         &cfg.deployment.mysql_url,
@@ -45,21 +45,20 @@ pub async fn run(cfg: &InventoryBench) -> anyhow::Result<bool> {
     .await?;
     raw.print();
     let (mut reports, memory) =
-        with_service(&INVENTORY, &cfg.deployment, |target, pid| async move { scenarios(cfg, &target, pid).await })
-            .await?;
+        with_services(&cfg.deployment, |target| async move { scenarios(cfg, &target).await }).await?;
     reports.insert(0, raw);
     let targets = targets(&reports);
-    Ok(super::finish(&HEADLINE, &reports, memory, targets))
+    Ok(super::finish(&HEADLINE, &reports, &memory, targets))
 }
 
-async fn scenarios(cfg: &InventoryBench, target: &Target, pid: Option<u32>) -> anyhow::Result<Vec<Report>> {
-    let mut reports = vec![measured(pid, inventory::hot(target, cfg.hot_clients, cfg.stock, cfg.limits)).await?];
+async fn scenarios(cfg: &InventoryBench, target: &Target) -> anyhow::Result<Vec<Report>> {
+    let mut reports = vec![printed(inventory::hot(target, cfg.hot_clients, cfg.stock, cfg.limits)).await?];
     if cfg.race_stock > 0 {
         let race = inventory::hot(target, cfg.hot_clients, cfg.race_stock, cfg.limits);
         let race = async { race.await.map(|r| Report { scenario: "inventory-sellout".into(), ..r }) };
-        reports.push(measured(pid, race).await?);
+        reports.push(printed(race).await?);
     }
-    reports.push(measured(pid, inventory::read(target, cfg.read_clients, cfg.read_products, cfg.limits)).await?);
+    reports.push(printed(inventory::read(target, cfg.read_clients, cfg.read_products, cfg.limits)).await?);
     Ok(reports)
 }
 

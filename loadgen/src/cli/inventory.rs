@@ -82,7 +82,7 @@ pub async fn read(a: ReadArgs) -> anyhow::Result<bool> {
 }
 
 pub async fn bench(a: BenchInventoryArgs) -> anyhow::Result<bool> {
-    let spawn = if a.spawn { Some(INVENTORY.binary_or_sibling(a.bin)?) } else { None };
+    let spawn = if a.spawn { vec![(&INVENTORY, INVENTORY.binary_or_sibling(a.bin)?)] } else { Vec::new() };
     let cfg = InventoryBench {
         deployment: Deployment { spawn, redis_url: Some(a.redis_url), ..a.grpc.deployment(a.mysql_url) },
         limits: a.run.limits()?,

@@ -1,6 +1,7 @@
 //! Command line: one subcommand per scenario, plus `bench <service>` that chains them.
 //! Each service's subcommands and their arguments live in its own module.
 
+mod coupon;
 mod inventory;
 mod points;
 
@@ -39,6 +40,11 @@ enum Command {
     PointsHot(points::HotArgs),
     /// Charges (and uses) spread over many users; checks every user's ledger against its balance.
     PointsSpread(points::SpreadArgs),
+    /// Through the gateway (REST): 10,000 users race for 1,000 copies of a coupon, then
+    /// sold-out traffic; checks the issued sequences are exactly 1..=1000.
+    Coupon(coupon::CouponArgs),
+    /// coupon-svc's Lua issue gate straight against Redis, same race, on a throwaway key.
+    RawRedisGate(coupon::RawGateArgs),
     /// The bare conditional UPDATE on one MySQL product row, in a throwaway schema.
     RawMysqlHotUpdate(RawArgs),
     /// The bare conditional debit on one MySQL point_balance row, in a throwaway schema.
@@ -54,6 +60,8 @@ enum BenchCommand {
     Inventory(inventory::BenchInventoryArgs),
     /// raw-mysql-hot-debit, points-hot, points-spread.
     Points(points::BenchPointsArgs),
+    /// raw-redis-gate, then the coupon race through the gateway.
+    Coupon(coupon::BenchCouponArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -94,11 +102,45 @@ impl GrpcArgs {
     fn deployment(&self, mysql_url: String) -> Deployment {
         Deployment {
             target: self.target.clone(),
-            spawn: None,
+            spawn: Vec::new(),
             mysql_url,
             redis_url: None,
             channels: self.channels,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct HttpArgs {
+    /// The gateway's HTTP address (loopback only).
+    #[arg(long, env = "LOADGEN_GATEWAY", default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// Timeout of each request.
+    #[arg(long, default_value_t = 5_000)]
+    request_timeout_ms: u64,
+}
+
+impl HttpArgs {
+    fn target(&self, ledger: Option<Ledger>) -> Target {
+        Target {
+            url: self.target.clone(),
+            channels: 1,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            ledger,
+        }
+    }
+
+    /// A bench against the gateway at `target` (the caller sets `spawn` and Redis).
+    fn deployment(&self, mysql_url: String) -> Deployment {
+        let t = self.target(None);
+        Deployment {
+            target: t.url,
+            spawn: Vec::new(),
+            mysql_url,
+            redis_url: None,
+            channels: t.channels,
+            request_timeout: t.request_timeout,
         }
     }
 }
@@ -138,10 +180,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
         Command::InventoryRead(a) => inventory::read(a).await,
         Command::PointsHot(a) => points::hot(a).await,
         Command::PointsSpread(a) => points::spread(a).await,
+        Command::Coupon(a) => coupon::coupon(a).await,
+        Command::RawRedisGate(a) => coupon::raw_gate(a).await,
         Command::RawMysqlHotUpdate(a) => raw(&PRODUCT_STOCK, a).await,
         Command::RawMysqlHotDebit(a) => raw(&POINT_BALANCE, a).await,
         Command::Bench(BenchCommand::Inventory(a)) => inventory::bench(a).await,
         Command::Bench(BenchCommand::Points(a)) => points::bench(a).await,
+        Command::Bench(BenchCommand::Coupon(a)) => coupon::bench(a).await,
     }
 }
 
@@ -183,5 +228,14 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["loadgen", "points-hot", "--clients", "500", "--verify-schema", "s"]).is_ok());
         assert!(Cli::try_parse_from(["loadgen", "points-spread", "--users", "10000", "--charge-only"]).is_ok());
+        let cli = Cli::try_parse_from(["loadgen", "bench", "coupon", "--spawn", "--duration-secs", "10"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Bench(BenchCommand::Coupon(ref a)) if a.spawn && a.run.duration_secs == 10.0)
+        );
+        assert!(Cli::try_parse_from(["loadgen", "bench", "coupon", "--gateway-bin", "x"]).is_err(), "needs --spawn");
+        assert!(
+            Cli::try_parse_from(["loadgen", "coupon", "--target", "http://127.0.0.1:8080", "--clients", "64"]).is_ok()
+        );
+        assert!(Cli::try_parse_from(["loadgen", "raw-redis-gate", "--connections", "4", "--users", "500"]).is_ok());
     }
 }

@@ -126,7 +126,7 @@ pub async fn spread(a: SpreadArgs) -> anyhow::Result<bool> {
 }
 
 pub async fn bench(a: BenchPointsArgs) -> anyhow::Result<bool> {
-    let spawn = if a.spawn { Some(POINT.binary_or_sibling(a.bin)?) } else { None };
+    let spawn = if a.spawn { vec![(&POINT, POINT.binary_or_sibling(a.bin)?)] } else { Vec::new() };
     let idempotency_keys = a.moves.idempotency_keys;
     let cfg = PointsBench {
         deployment: Deployment { spawn, ..a.grpc.deployment(a.mysql_url) },

@@ -1,9 +1,11 @@
 //! Scenarios: each sets up its data, drives it with [`crate::driver::run_closed_loop`] and
 //! returns a [`crate::report::Report`] with the checks it could verify afterwards.
 
+pub mod coupon;
 pub mod inventory;
 pub mod points;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -71,6 +73,90 @@ impl ChannelPool {
     }
 }
 
+/// Keep-alive HTTP/1.1 connections to the gateway, one per client task, as a crowd of
+/// browsers would hold them (plain http: loopback only).
+#[derive(Clone)]
+pub struct RestPool {
+    client: reqwest::Client,
+    base: Arc<str>,
+    size: usize,
+}
+
+impl RestPool {
+    pub fn new(target: &str, clients: usize, request_timeout: Duration) -> anyhow::Result<Self> {
+        crate::net::ensure_loopback("target", target)?;
+        let size = clients.max(1);
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .pool_max_idle_per_host(size)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(request_timeout)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self { client, base: target.trim_end_matches('/').into(), size })
+    }
+
+    /// Opens every connection before the clock starts (`GET /healthz` on each, all at
+    /// once), so no measured request pays for a TCP handshake.
+    pub async fn warm_up(&self) -> anyhow::Result<()> {
+        let calls = (0..self.size).map(|_| async {
+            let resp = self.client.get(format!("{}/healthz", self.base)).send().await?;
+            resp.error_for_status()?.bytes().await
+        });
+        futures::future::try_join_all(calls).await.with_context(|| format!("{}/healthz failed", self.base))?;
+        Ok(())
+    }
+
+    /// `POST <target><path>` with a JSON body; the status and the whole body.
+    pub async fn post(&self, path: &str, json: String) -> Result<(reqwest::StatusCode, Vec<u8>), reqwest::Error> {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(json)
+            .send()
+            .await?;
+        let status = resp.status();
+        Ok((status, resp.bytes().await?.into()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+}
+
+/// What a failed HTTP exchange is counted as.
+pub fn transport_error(err: &reqwest::Error) -> Outcome {
+    let kind = if err.is_timeout() {
+        "Timeout"
+    } else if err.is_connect() {
+        "Connect"
+    } else if err.is_body() || err.is_decode() {
+        "Body"
+    } else {
+        "Request"
+    };
+    Outcome::Error(kind.to_owned())
+}
+
+/// The `code` of a problem+json answer (API.md, "Error codes").
+pub fn problem_code(body: &[u8]) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some(doc.get("code")?.as_str()?.to_owned())
+}
+
+/// The first of a range of user ids no earlier run has used: random, above any demo id,
+/// and (with up to a million users after it) below 2^53, so JSON clients read them exactly.
+pub fn fresh_users() -> i64 {
+    let random = uuid::Uuid::new_v4().as_u64_pair().0 % (1 << 40);
+    1_000_000_000 + i64::try_from(random).unwrap_or(0)
+}
+
 /// Maps a failed call to its outcome: the listed business codes are expected rejections,
 /// anything else is an error labelled by its gRPC code.
 pub fn classify(status: &tonic::Status, expected: &[(ErrorCode, &'static str)]) -> Outcome {
@@ -99,6 +185,13 @@ mod tests {
         let expected = [(ErrorCode::OutOfStock, "out_of_stock")];
         assert_eq!(classify(&sold_out, &expected), Outcome::Rejected("out_of_stock"));
         assert_eq!(classify(&tonic::Status::unavailable("down"), &expected), Outcome::Error("Unavailable".into()));
+    }
+
+    #[test]
+    fn problem_codes_are_read_from_problem_json() {
+        let body = br#"{"type":"/problems/coupon-sold-out","status":409,"code":"COUPON_SOLD_OUT"}"#;
+        assert_eq!(problem_code(body).as_deref(), Some("COUPON_SOLD_OUT"));
+        assert_eq!(problem_code(b"<html>bad gateway</html>"), None);
     }
 
     #[test]

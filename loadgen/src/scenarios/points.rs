@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 pub use self::ledger::Audit;
 pub use self::spread::spread;
-use super::{ChannelPool, Target, classify};
+use super::{ChannelPool, Target, classify, fresh_users};
 use crate::driver::{Limits, Outcome, run_closed_loop};
 use crate::report::Report;
 
@@ -104,13 +104,6 @@ async fn warm_up(pool: &ChannelPool, user_id: i64) -> anyhow::Result<()> {
     let calls = (0..pool.len()).map(|i| async move { get_balance(&mut Client::new(pool.channel(i)), user_id).await });
     futures::future::try_join_all(calls).await.context("warm-up GetBalance failed")?;
     Ok(())
-}
-
-/// The first of a range of user ids no earlier run has used: random, above any demo id,
-/// and (with up to a million users after it) below 2^53, so JSON clients read them exactly.
-fn fresh_users() -> i64 {
-    let random = uuid::Uuid::new_v4().as_u64_pair().0 % (1 << 40);
-    1_000_000_000 + i64::try_from(random).unwrap_or(0)
 }
 
 /// Per kind of movement: what succeeded, and what failed without a business answer (it

@@ -1,7 +1,9 @@
-//! Runs a service binary for the length of a benchmark: free ports, a fresh schema (and
-//! Redis key prefix, for a service that uses Redis), so a bench never touches a developer's
-//! data, and memory sampled while it serves (the < 64 MiB target is about the process under
-//! load, not at idle).
+//! Runs a service binary (and the gateway in front of it, for a REST bench) for the length
+//! of a benchmark: free ports, a fresh schema (and Redis key prefix, for a service that uses
+//! Redis), so a bench never touches a developer's data, and memory sampled while it serves
+//! (the < 64 MiB target is about the process under load, not at idle).
+
+mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,82 +14,43 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::future::BoxFuture;
 use kit::grpc::MeshChannel;
-use mesh_proto::inventory::v1 as inventory_pb;
-use mesh_proto::point::v1 as point_pb;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-/// What loadgen must know to run one service binary: everything else is shared.
+pub use self::services::{COUPON, GATEWAY, GATEWAY_ROUTES, INVENTORY, POINT, sibling_binary};
+
+/// What loadgen must know to run one binary: everything else is shared.
 #[derive(Debug)]
 pub struct Service {
     /// The binary, which is also its cargo package.
     pub binary: &'static str,
     /// Prefix of its env vars (`INVENTORY_`).
     pub env_prefix: &'static str,
+    pub kind: Kind,
+}
+
+#[derive(Debug)]
+pub enum Kind {
+    /// A gRPC service with its own schema (and Redis key prefix).
+    Backend(Backend),
+    /// The REST gateway: routes to the backends started before it; serving when
+    /// `GET /readyz` answers 200 (every routed backend answers its health check).
+    Gateway,
+}
+
+#[derive(Debug)]
+pub struct Backend {
     /// Its schema is `<run prefix><schema_suffix>`.
     pub schema_suffix: &'static str,
     /// Whether it takes `<PREFIX>REDIS_URL` and a key prefix.
     pub redis: bool,
-    /// One cheap call: serving means any gRPC answer, NOT_FOUND included (migrations are
-    /// done, the port is open).
+    /// The gateway's name for it: `GATEWAY_<route>_URL`.
+    pub route: &'static str,
+    /// One cheap call that succeeds once the service serves.
     pub probe: fn(MeshChannel) -> BoxFuture<'static, Result<(), tonic::Status>>,
-}
-
-pub static INVENTORY: Service = Service {
-    binary: "inventory-svc",
-    env_prefix: "INVENTORY_",
-    schema_suffix: "loadgen_inventory",
-    redis: true,
-    probe: |channel| {
-        Box::pin(async move {
-            let mut client = inventory_pb::inventory_service_client::InventoryServiceClient::new(channel);
-            match client.get_product(inventory_pb::GetProductRequest { id: 1 }).await {
-                Err(status) if status.code() != tonic::Code::NotFound => Err(status),
-                _ => Ok(()),
-            }
-        })
-    },
-};
-
-pub static POINT: Service = Service {
-    binary: "point-svc",
-    env_prefix: "POINT_",
-    schema_suffix: "loadgen_point",
-    redis: false,
-    probe: |channel| {
-        Box::pin(async move {
-            let mut client = point_pb::point_service_client::PointServiceClient::new(channel);
-            client.get_balance(point_pb::GetBalanceRequest { user_id: 1 }).await.map(drop)
-        })
-    },
-};
-
-impl Service {
-    /// Fails early, before a bench spends minutes on its first phases, if `bin` is missing.
-    pub fn check_binary(&self, bin: &Path) -> anyhow::Result<()> {
-        if !bin.is_file() {
-            bail!(
-                "{} not found; build it with `cargo build --release -p {}` or pass --bin",
-                bin.display(),
-                self.binary
-            );
-        }
-        Ok(())
-    }
-
-    /// `--bin` if given, else the service's binary next to this executable.
-    pub fn binary_or_sibling(&self, bin: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-        bin.map_or_else(|| sibling_binary(self.binary), Ok)
-    }
-}
-
-/// Where a sibling binary of the running executable is (both live in `target/release`).
-pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot locate the loadgen executable")?;
-    Ok(exe.parent().unwrap_or(Path::new(".")).join(name))
 }
 
 /// Resident memory of a process, from `/proc/<pid>/status`, in KiB.
@@ -111,52 +74,67 @@ pub struct Spawned {
     service: &'static Service,
     child: Child,
     pid: u32,
+    /// gRPC address of a backend, HTTP address of the gateway.
     pub url: String,
-    pub schema: String,
-    pub key_prefix: String,
+    /// A backend's schema; the gateway has none.
+    pub schema: Option<String>,
     mysql_url: String,
-    redis_url: Option<String>,
+    /// Set when the process keeps keys under its prefix in Redis.
+    redis: Option<(String, String)>,
     log: PathBuf,
     peak_kib: Arc<AtomicU64>,
     sampler: JoinHandle<()>,
 }
 
 impl Spawned {
-    /// Starts `bin` on free loopback ports and waits until it answers gRPC. `redis_url` is
-    /// needed only by a service that uses Redis.
+    /// Starts `bin` on free loopback ports and waits until it serves. A backend gets a
+    /// fresh schema (and key prefix: `redis_url` is needed only by a service that uses
+    /// Redis); the gateway routes to the `upstreams` started before it, and nowhere else.
     pub async fn start(
         service: &'static Service,
         bin: &Path,
         mysql_url: &str,
         redis_url: Option<&str>,
+        upstreams: &[Spawned],
     ) -> anyhow::Result<Self> {
-        crate::net::ensure_loopback("mysql url", mysql_url)?;
-        let redis_url = match (service.redis, redis_url) {
-            (true, Some(url)) => Some(url.to_owned()),
-            (true, None) => bail!("{} needs a Redis url", service.binary),
-            (false, _) => None,
-        };
-        if let Some(url) = &redis_url {
-            crate::net::ensure_loopback("redis url", url)?;
-        }
         service.check_binary(bin)?;
-        let (grpc_port, metrics_port) = (crate::net::free_port()?, crate::net::free_port()?);
-        let key_prefix = kit::testing::unique_prefix();
-        let schema = format!("{key_prefix}{}", service.schema_suffix);
-        let log = std::env::temp_dir().join(format!("loadgen-{schema}.log"));
-        let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let prefix = kit::testing::unique_prefix();
         let env = |name: &str| format!("{}{name}", service.env_prefix);
         let mut command = Command::new(bin);
-        command
-            .env(env("GRPC_ADDR"), format!("127.0.0.1:{grpc_port}"))
-            .env(env("METRICS_ADDR"), format!("127.0.0.1:{metrics_port}"))
-            .env(env("DATABASE"), &schema)
-            .env(env("MYSQL_URL"), mysql_url)
-            .env(env("LOG_FORMAT"), "json")
-            .env("RUST_LOG", "warn");
-        if let Some(url) = &redis_url {
-            command.env(env("REDIS_URL"), url).env(env("REDIS_KEY_PREFIX"), &key_prefix);
-        }
+        let (url, schema, redis) = match &service.kind {
+            Kind::Backend(backend) => {
+                crate::net::ensure_loopback("mysql url", mysql_url)?;
+                let redis = match (backend.redis, redis_url) {
+                    (true, Some(url)) => Some((url.to_owned(), prefix.clone())),
+                    (true, None) => bail!("{} needs a Redis url", service.binary),
+                    (false, _) => None,
+                };
+                let (grpc_port, metrics_port) = (crate::net::free_port()?, crate::net::free_port()?);
+                let schema = format!("{prefix}{}", backend.schema_suffix);
+                command
+                    .env(env("GRPC_ADDR"), format!("127.0.0.1:{grpc_port}"))
+                    .env(env("METRICS_ADDR"), format!("127.0.0.1:{metrics_port}"))
+                    .env(env("DATABASE"), &schema)
+                    .env(env("MYSQL_URL"), mysql_url);
+                if let Some((url, key_prefix)) = &redis {
+                    crate::net::ensure_loopback("redis url", url)?;
+                    command.env(env("REDIS_URL"), url).env(env("REDIS_KEY_PREFIX"), key_prefix);
+                }
+                (format!("http://127.0.0.1:{grpc_port}"), Some(schema), redis)
+            }
+            Kind::Gateway => {
+                let http_port = crate::net::free_port()?;
+                command.env(env("HTTP_ADDR"), format!("127.0.0.1:{http_port}"));
+                for route in GATEWAY_ROUTES {
+                    let upstream = upstreams.iter().find(|u| u.route() == Some(*route));
+                    command.env(env(&format!("{route}_URL")), upstream.map_or("", |u| u.url.as_str()));
+                }
+                (format!("http://127.0.0.1:{http_port}"), None, None)
+            }
+        };
+        command.env(env("LOG_FORMAT"), "json").env("RUST_LOG", "warn");
+        let log = std::env::temp_dir().join(format!("loadgen-{prefix}{}.log", service.binary));
+        let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let child = command
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
@@ -179,19 +157,8 @@ impl Spawned {
                 }
             }
         });
-        let mut spawned = Self {
-            service,
-            child,
-            pid,
-            url: format!("http://127.0.0.1:{grpc_port}"),
-            schema,
-            key_prefix,
-            mysql_url: mysql_url.to_owned(),
-            redis_url,
-            log,
-            peak_kib,
-            sampler,
-        };
+        let mut spawned =
+            Self { service, child, pid, url, schema, mysql_url: mysql_url.to_owned(), redis, log, peak_kib, sampler };
         if let Err(err) = spawned.wait_ready(Duration::from_secs(60)).await {
             let tail = spawned.log_tail();
             let _ = spawned.stop(true).await;
@@ -200,24 +167,51 @@ impl Spawned {
         Ok(spawned)
     }
 
+    /// The gateway's name for this backend.
+    fn route(&self) -> Option<&'static str> {
+        match &self.service.kind {
+            Kind::Backend(backend) => Some(backend.route),
+            Kind::Gateway => None,
+        }
+    }
+
+    /// One readiness probe: a backend's cheap gRPC call, or the gateway's `/readyz`.
+    async fn probe(&self, http: &reqwest::Client) -> Result<(), String> {
+        match &self.service.kind {
+            Kind::Backend(backend) => {
+                let settings = kit::grpc::ClientSettings {
+                    connect_timeout: Duration::from_millis(500),
+                    request_timeout: Duration::from_secs(2),
+                    ..kit::grpc::ClientSettings::default()
+                };
+                let channel = kit::grpc::channel(&self.url, &settings).map_err(|e| e.to_string())?;
+                (backend.probe)(channel).await.map_err(|status| status.to_string())
+            }
+            Kind::Gateway => match http.get(format!("{}/readyz", self.url)).send().await {
+                Ok(resp) if resp.status() == reqwest::StatusCode::OK => Ok(()),
+                Ok(resp) => Err(format!("/readyz answered {}", resp.status())),
+                Err(err) => Err(err.to_string()),
+            },
+        }
+    }
+
     async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let settings = kit::grpc::ClientSettings {
-            connect_timeout: Duration::from_millis(500),
-            request_timeout: Duration::from_secs(2),
-            ..kit::grpc::ClientSettings::default()
-        };
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!("{} exited with {status}", self.service.binary);
             }
-            let channel = kit::grpc::channel(&self.url, &settings)?;
-            match (self.service.probe)(channel).await {
+            match self.probe(&http).await {
                 Ok(()) => return Ok(()),
                 Err(_) if started.elapsed() < timeout => tokio::time::sleep(Duration::from_millis(200)).await,
-                Err(status) => bail!("not serving after {timeout:?}: {status}"),
+                Err(why) => bail!("not serving after {timeout:?}: {why}"),
             }
         }
+    }
+
+    pub fn binary(&self) -> &'static str {
+        self.service.binary
     }
 
     pub fn pid(&self) -> u32 {
@@ -250,11 +244,11 @@ impl Spawned {
                 self.child.kill().await?;
             }
         }
-        kit::db::drop_schema(&self.mysql_url, &self.schema).await.context("cannot drop the service schema")?;
-        if let Some(url) = &self.redis_url {
-            kit::testing::delete_redis_keys(url, &self.key_prefix)
-                .await
-                .context("cannot delete the service's Redis keys")?;
+        if let Some(schema) = &self.schema {
+            kit::db::drop_schema(&self.mysql_url, schema).await.context("cannot drop the service schema")?;
+        }
+        if let Some((url, key_prefix)) = &self.redis {
+            kit::testing::delete_redis_keys(url, key_prefix).await.context("cannot delete the service's Redis keys")?;
         }
         if !keep_log {
             let _ = std::fs::remove_file(&self.log);

@@ -9,12 +9,12 @@ use anyhow::{Context, ensure};
 use futures::StreamExt;
 
 use super::{
-    Client, MAX_CHARGE, Move, Movements, SPREAD_CHARGE, SPREAD_USE, Spread, balance_invariant, fresh_users,
-    get_balance, ledger, outcome, rows_counted, rows_detail, send, warm_up,
+    Client, MAX_CHARGE, Move, Movements, SPREAD_CHARGE, SPREAD_USE, Spread, balance_invariant, get_balance, ledger,
+    outcome, rows_counted, rows_detail, send, warm_up,
 };
 use crate::driver::{Limits, run_closed_loop};
 use crate::report::Report;
-use crate::scenarios::{ChannelPool, Target};
+use crate::scenarios::{ChannelPool, Target, fresh_users};
 
 /// How often a seed charge is sent before the setup gives up.
 const SEED_ATTEMPTS: u64 = 10;

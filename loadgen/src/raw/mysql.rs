@@ -1,5 +1,4 @@
-//! The bare backends, measured in the same run as the mesh: our figures are reported as a
-//! ratio of these, since absolute numbers drift from machine to machine and run to run.
+//! The bare conditional UPDATE on one hot MySQL row, in a throwaway schema.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,8 @@
+//! The bare backends, measured in the same run as the mesh: our figures are reported as a
+//! ratio of these, since absolute numbers drift from machine to machine and run to run.
+
+mod mysql;
+mod redis_gate;
+
+pub use self::mysql::{HotRow, POINT_BALANCE, PRODUCT_STOCK, mysql_hot_update};
+pub use self::redis_gate::{ADMIT, GateRace, redis_gate};

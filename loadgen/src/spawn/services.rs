@@ -1,0 +1,98 @@
+//! The binaries `--spawn` knows how to run, and how each tells it is serving.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use mesh_proto::coupon::v1 as coupon_pb;
+use mesh_proto::inventory::v1 as inventory_pb;
+use mesh_proto::point::v1 as point_pb;
+
+use super::{Backend, Kind, Service};
+
+/// Serving means any gRPC answer, NOT_FOUND included (migrations are done, the port is open).
+fn any_answer<T>(result: Result<T, tonic::Status>) -> Result<(), tonic::Status> {
+    match result {
+        Err(status) if status.code() != tonic::Code::NotFound => Err(status),
+        _ => Ok(()),
+    }
+}
+
+pub static INVENTORY: Service = Service {
+    binary: "inventory-svc",
+    env_prefix: "INVENTORY_",
+    kind: Kind::Backend(Backend {
+        schema_suffix: "loadgen_inventory",
+        redis: true,
+        route: "INVENTORY",
+        probe: |channel| {
+            Box::pin(async move {
+                let mut client = inventory_pb::inventory_service_client::InventoryServiceClient::new(channel);
+                any_answer(client.get_product(inventory_pb::GetProductRequest { id: 1 }).await)
+            })
+        },
+    }),
+};
+
+pub static POINT: Service = Service {
+    binary: "point-svc",
+    env_prefix: "POINT_",
+    kind: Kind::Backend(Backend {
+        schema_suffix: "loadgen_point",
+        redis: false,
+        route: "POINT",
+        probe: |channel| {
+            Box::pin(async move {
+                let mut client = point_pb::point_service_client::PointServiceClient::new(channel);
+                client.get_balance(point_pb::GetBalanceRequest { user_id: 1 }).await.map(drop)
+            })
+        },
+    }),
+};
+
+pub static COUPON: Service = Service {
+    binary: "coupon-svc",
+    env_prefix: "COUPON_",
+    kind: Kind::Backend(Backend {
+        schema_suffix: "loadgen_coupon",
+        redis: true,
+        route: "COUPON",
+        probe: |channel| {
+            Box::pin(async move {
+                let mut client = coupon_pb::coupon_service_client::CouponServiceClient::new(channel);
+                any_answer(client.get_coupon(coupon_pb::GetCouponRequest { id: 1 }).await)
+            })
+        },
+    }),
+};
+
+/// Routes only to the backends started before it in the same run; every other route is
+/// left empty (not routed), so it never reaches a developer's services.
+pub static GATEWAY: Service = Service { binary: "gateway", env_prefix: "GATEWAY_", kind: Kind::Gateway };
+
+/// Every upstream the gateway has a `GATEWAY_<route>_URL` for.
+pub const GATEWAY_ROUTES: &[&str] = &["INVENTORY", "COUPON", "POINT", "PAYMENT"];
+
+impl Service {
+    /// Fails early, before a bench spends minutes on its first phases, if `bin` is missing.
+    pub fn check_binary(&self, bin: &Path) -> anyhow::Result<()> {
+        if !bin.is_file() {
+            bail!(
+                "{} not found; build it with `cargo build --release -p {}` or pass --bin",
+                bin.display(),
+                self.binary
+            );
+        }
+        Ok(())
+    }
+
+    /// `--bin` if given, else the service's binary next to this executable.
+    pub fn binary_or_sibling(&self, bin: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+        bin.map_or_else(|| sibling_binary(self.binary), Ok)
+    }
+}
+
+/// Where a sibling binary of the running executable is (both live in `target/release`).
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the loadgen executable")?;
+    Ok(exe.parent().unwrap_or(Path::new(".")).join(name))
+}
