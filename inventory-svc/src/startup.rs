@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 
-use anyhow::Context;
 use inventory_migration::Migrator;
 use kit::grpc::GrpcServer;
 use kit::shutdown::CancellationToken;
@@ -22,20 +21,9 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &InventoryConfig) -> anyhow::Result<Self> {
         let settings = &config.service;
-        let _ = kit::telemetry::prometheus();
-        let db = kit::db::connect_and_migrate::<Migrator>(
-            &settings.mysql_url,
-            &settings.database,
-            settings.db_max_connections,
-        )
-        .await
-        .context("MySQL")?;
-        let redis = kit::cache::connect(&settings.redis_url)
-            .await
-            .with_context(|| format!("cannot reach Redis at {}", settings.redis_url))?;
+        let kit::startup::Foundation { db, server, addr } = kit::startup::foundation::<Migrator>(settings).await?;
+        let redis = kit::startup::redis(settings).await?;
         let cache = ProductCache::new(redis, &settings.redis_key_prefix, config.cache_ttl);
-        let server = GrpcServer::bind(settings).await?;
-        let addr = server.local_addr()?;
         Ok(Self { addr, server, inventory: Inventory::new(db, cache, config.hot_batch_max) })
     }
 

@@ -13,6 +13,7 @@
 //! - [`batch`]: group commit for hot keys (one transaction per batch of concurrent requests).
 //! - [`saga`]: the parsed saga coordinates a participant call carries.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a cancellation token.
+//! - [`startup`]: the common start of every service (metrics, migrated schema, Redis, bound port).
 //! - [`testing`]: isolation helpers for integration tests (random schema and key prefixes).
 
 pub mod barrier;
@@ -25,6 +26,7 @@ pub mod grpc;
 pub mod idempotency;
 pub mod saga;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;
 pub mod testing;
 pub mod time;

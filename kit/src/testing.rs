@@ -45,3 +45,17 @@ pub fn cleanup_blocking(schemas: Vec<String>, redis_prefix: Option<String>) {
     .join()
     .ok();
 }
+
+/// Settings for a service under test: loopback port 0, no metrics listener, the test
+/// MySQL and Redis, `schema` and `redis_prefix` of the test's own, no drain delay.
+pub fn service_settings(schema: &str, redis_prefix: &str) -> crate::config::ServiceSettings {
+    let mut settings = crate::config::ServiceSettings::defaults(schema, 0);
+    settings.grpc_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.metrics_addr = None;
+    settings.mysql_url = mysql_url();
+    settings.redis_url = redis_url();
+    settings.redis_key_prefix = redis_prefix.to_owned();
+    settings.db_max_connections = 16;
+    settings.shutdown_drain_ms = 0;
+    settings
+}

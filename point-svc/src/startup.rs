@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 
-use anyhow::Context;
 use kit::grpc::GrpcServer;
 use kit::shutdown::CancellationToken;
 use point_migration::Migrator;
@@ -23,16 +22,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &PointConfig) -> anyhow::Result<Self> {
         let settings = &config.service;
-        let _ = kit::telemetry::prometheus();
-        let db = kit::db::connect_and_migrate::<Migrator>(
-            &settings.mysql_url,
-            &settings.database,
-            settings.db_max_connections,
-        )
-        .await
-        .context("MySQL")?;
-        let server = GrpcServer::bind(settings).await?;
-        let addr = server.local_addr()?;
+        let kit::startup::Foundation { db, server, addr } = kit::startup::foundation::<Migrator>(settings).await?;
         Ok(Self { addr, server, db, config: config.clone() })
     }
 

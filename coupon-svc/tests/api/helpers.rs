@@ -3,7 +3,6 @@ use std::time::Duration;
 use coupon_svc::config::CouponConfig;
 use coupon_svc::service::Coupons;
 use coupon_svc::startup::Application;
-use kit::config::ServiceSettings;
 use kit::shutdown::CancellationToken;
 use kit::{ErrorCode, ServiceError};
 use mesh_proto::coupon::v1 as pb;
@@ -33,14 +32,7 @@ pub async fn spawn_replicas(replicas: usize) -> TestApp {
     let shutdown = CancellationToken::new();
     let (mut clients, mut coupons) = (Vec::new(), Vec::new());
     for _ in 0..replicas {
-        let mut service = ServiceSettings::defaults(&schema, 0);
-        service.grpc_addr = "127.0.0.1:0".parse().unwrap();
-        service.metrics_addr = None;
-        service.mysql_url = kit::testing::mysql_url();
-        service.redis_url = kit::testing::redis_url();
-        service.redis_key_prefix = prefix.clone();
-        service.db_max_connections = 16;
-        service.shutdown_drain_ms = 0;
+        let service = kit::testing::service_settings(&schema, &prefix);
         let config = CouponConfig { service, issue_batch_max: 512, reconcile_every: Duration::from_secs(3600) };
         let app = Application::build(&config).await.expect("coupon-svc builds");
         let addr = app.addr();

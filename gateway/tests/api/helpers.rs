@@ -2,7 +2,6 @@ use std::time::Duration;
 
 use gateway::config::GatewayConfig;
 use inventory_svc::config::InventoryConfig;
-use kit::config::ServiceSettings;
 use kit::shutdown::CancellationToken;
 use serde_json::{Value, json};
 
@@ -19,13 +18,7 @@ pub async fn spawn_mesh() -> TestMesh {
     kit::testing::install_crypto_provider();
     let prefix = kit::testing::unique_prefix();
     let schema = format!("{prefix}inventory");
-    let mut service = ServiceSettings::defaults(&schema, 0);
-    service.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    service.metrics_addr = None;
-    service.mysql_url = kit::testing::mysql_url();
-    service.redis_url = kit::testing::redis_url();
-    service.redis_key_prefix = prefix.clone();
-    service.db_max_connections = 16;
+    let service = kit::testing::service_settings(&schema, &prefix);
     let inventory = inventory_svc::startup::Application::build(&InventoryConfig {
         service,
         cache_ttl: Duration::from_secs(30),
@@ -38,11 +31,7 @@ pub async fn spawn_mesh() -> TestMesh {
     tokio::spawn(inventory.run_until_stopped(shutdown.clone()));
 
     let point_schema = format!("{prefix}point");
-    let mut service = ServiceSettings::defaults(&point_schema, 0);
-    service.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    service.metrics_addr = None;
-    service.mysql_url = kit::testing::mysql_url();
-    service.db_max_connections = 16;
+    let service = kit::testing::service_settings(&point_schema, &prefix);
     let point_config = point_svc::config::PointConfig {
         service,
         idempotency_retention: Duration::from_secs(24 * 3600),
@@ -53,13 +42,7 @@ pub async fn spawn_mesh() -> TestMesh {
     tokio::spawn(point.run_until_stopped(shutdown.clone()));
 
     let coupon_schema = format!("{prefix}coupon");
-    let mut service = ServiceSettings::defaults(&coupon_schema, 0);
-    service.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    service.metrics_addr = None;
-    service.mysql_url = kit::testing::mysql_url();
-    service.redis_url = kit::testing::redis_url();
-    service.redis_key_prefix = prefix.clone();
-    service.db_max_connections = 16;
+    let service = kit::testing::service_settings(&coupon_schema, &prefix);
     let coupon_config =
         coupon_svc::config::CouponConfig { service, issue_batch_max: 512, reconcile_every: Duration::from_secs(3600) };
     let coupon = coupon_svc::startup::Application::build(&coupon_config).await.expect("coupon-svc builds");

@@ -3,7 +3,6 @@ use std::time::Duration;
 
 use inventory_svc::config::InventoryConfig;
 use inventory_svc::startup::Application;
-use kit::config::ServiceSettings;
 use kit::saga::{Op, SagaRef};
 use kit::shutdown::CancellationToken;
 use kit::{ErrorCode, ServiceError};
@@ -35,12 +34,7 @@ pub async fn spawn_app_with(hot_batch_max: usize) -> TestApp {
     kit::testing::install_crypto_provider();
     let prefix = kit::testing::unique_prefix();
     let schema = format!("{prefix}inventory");
-    let mut service = ServiceSettings::defaults(&schema, 0);
-    service.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    service.metrics_addr = None;
-    service.mysql_url = kit::testing::mysql_url();
-    service.redis_url = kit::testing::redis_url();
-    service.redis_key_prefix = prefix.clone();
+    let mut service = kit::testing::service_settings(&schema, &prefix);
     service.db_max_connections = 24;
     service.shutdown_drain_ms = 300;
     let config = InventoryConfig { service, cache_ttl: Duration::from_secs(30), hot_batch_max };

@@ -1,7 +1,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kit::config::ServiceSettings;
 use kit::saga::{Op, SagaRef};
 use kit::shutdown::CancellationToken;
 use kit::{ErrorCode, ServiceError};
@@ -24,12 +23,8 @@ pub struct TestApp {
 pub async fn spawn_app() -> TestApp {
     kit::testing::install_crypto_provider();
     let schema = format!("{}point", kit::testing::unique_prefix());
-    let mut service = ServiceSettings::defaults(&schema, 0);
-    service.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    service.metrics_addr = None;
-    service.mysql_url = kit::testing::mysql_url();
+    let mut service = kit::testing::service_settings(&schema, "");
     service.db_max_connections = 24;
-    service.shutdown_drain_ms = 0;
     let config = PointConfig {
         service,
         idempotency_retention: Duration::from_secs(24 * 3600),

@@ -1,0 +1,39 @@
+//! What every service's `Application::build` starts with, in one place: the metrics
+//! recorder, its migrated MySQL schema, its Redis connection, its bound gRPC port.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use redis::aio::ConnectionManager;
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+
+use crate::config::ServiceSettings;
+use crate::grpc::GrpcServer;
+
+/// A service's connected, migrated, bound base.
+pub struct Foundation {
+    pub db: DatabaseConnection,
+    pub server: GrpcServer,
+    /// The address actually bound (the real port when configured with port 0).
+    pub addr: SocketAddr,
+}
+
+/// Installs the metrics recorder (before the first request, so no metric is lost), creates
+/// and migrates the schema with `M`, and binds the gRPC and metrics ports.
+pub async fn foundation<M: MigratorTrait>(settings: &ServiceSettings) -> anyhow::Result<Foundation> {
+    let _ = crate::telemetry::prometheus();
+    let db = crate::db::connect_and_migrate::<M>(&settings.mysql_url, &settings.database, settings.db_max_connections)
+        .await
+        .context("MySQL")?;
+    let server = GrpcServer::bind(settings).await?;
+    let addr = server.local_addr()?;
+    Ok(Foundation { db, server, addr })
+}
+
+/// The service's Redis connection, or an error that says where it looked.
+pub async fn redis(settings: &ServiceSettings) -> anyhow::Result<ConnectionManager> {
+    crate::cache::connect(&settings.redis_url)
+        .await
+        .with_context(|| format!("cannot reach Redis at {}", settings.redis_url))
+}
