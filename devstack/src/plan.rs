@@ -1,5 +1,6 @@
 //! What devstack runs: every process with its ports and environment, decided up front.
 
+use std::collections::HashSet;
 use std::net::TcpListener;
 
 use crate::cli::StackArgs;
@@ -39,8 +40,16 @@ pub struct Plan {
     pub skipped: Vec<&'static str>,
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// The first port at or above `from` that is free now and not yet given out by this plan.
+/// Extra replicas get "the next free ports" after the base ones (API.md), not kernel-chosen
+/// ephemeral ports, which other sockets on the machine may take before the child binds.
+fn next_free_port(from: u16, given: &mut HashSet<u16>) -> std::io::Result<u16> {
+    (from..=u16::MAX)
+        .find(|&port| !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .inspect(|&port| {
+            given.insert(port);
+        })
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("no free port above {from}")))
 }
 
 pub fn build(args: &StackArgs, data_platform_url: Option<String>) -> std::io::Result<Plan> {
@@ -48,6 +57,9 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>) -> std::io::Re
     let mut processes = Vec::new();
     let mut gateway_env = vec![("GATEWAY_HTTP_ADDR".to_owned(), format!("127.0.0.1:{}", args.gateway_port))];
     let mut skipped = Vec::new();
+    let base = args.grpc_base_port;
+    // The base ports of every service are reserved up front, built or not.
+    let mut given: HashSet<u16> = (0..4).flat_map(|o| [base + o, base + 1000 + o]).collect();
     for svc in SERVICES.iter() {
         if !svc.built {
             skipped.push(svc.name);
@@ -56,9 +68,9 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>) -> std::io::Re
         let mut urls = Vec::new();
         for replica in 0..args.replicas_of(svc.name) {
             let (grpc, metrics) = if replica == 0 {
-                (args.grpc_base_port + svc.offset, args.grpc_base_port + 1000 + svc.offset)
+                (base + svc.offset, base + 1000 + svc.offset)
             } else {
-                (free_port()?, free_port()?)
+                (next_free_port(base + 4, &mut given)?, next_free_port(base + 1004, &mut given)?)
             };
             let p = svc.env_prefix;
             let mut env = vec![

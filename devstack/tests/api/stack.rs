@@ -8,15 +8,23 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// A free port below the kernel's ephemeral range (32768+), where no other socket on the
+/// machine is handed a port by the kernel between this probe and devstack's bind.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    loop {
+        let port = 10_000 + (rand_u16() % 9_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
-/// Consecutive free ports for the four services' gRPC and metrics listeners.
+/// Free ports for the four services' gRPC and metrics listeners and their extra replicas,
+/// all below the ephemeral range.
 fn free_base() -> u16 {
     loop {
-        let base = 20_000 + (rand_u16() % 20_000);
-        let all_free = (0..4).chain(1000..1004).all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok());
+        let base = 20_000 + (rand_u16() % 11_000);
+        let all_free = (0..12).chain(1000..1012).all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok());
         if all_free {
             return base;
         }
@@ -24,8 +32,7 @@ fn free_base() -> u16 {
 }
 
 fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    (nanos ^ std::process::id()) as u16
+    rand::random()
 }
 
 struct Stack {
