@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures::future::BoxFuture;
-use kit::grpc::MeshChannel;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 pub use self::services::{COUPON, GATEWAY, GATEWAY_ROUTES, INVENTORY, POINT, sibling_binary};
 
@@ -49,8 +50,6 @@ pub struct Backend {
     pub redis: bool,
     /// The gateway's name for it: `GATEWAY_<route>_URL`.
     pub route: &'static str,
-    /// One cheap call that succeeds once the service serves.
-    pub probe: fn(MeshChannel) -> BoxFuture<'static, Result<(), tonic::Status>>,
 }
 
 /// Resident memory of a process, from `/proc/<pid>/status`, in KiB.
@@ -175,17 +174,23 @@ impl Spawned {
         }
     }
 
-    /// One readiness probe: a backend's cheap gRPC call, or the gateway's `/readyz`.
+    /// One readiness probe: a backend's `grpc.health.v1` check (SERVING once migrated and
+    /// bound, as every kit server reports), or the gateway's `/readyz`.
     async fn probe(&self, http: &reqwest::Client) -> Result<(), String> {
         match &self.service.kind {
-            Kind::Backend(backend) => {
+            Kind::Backend(_) => {
                 let settings = kit::grpc::ClientSettings {
                     connect_timeout: Duration::from_millis(500),
                     request_timeout: Duration::from_secs(2),
                     ..kit::grpc::ClientSettings::default()
                 };
                 let channel = kit::grpc::channel(&self.url, &settings).map_err(|e| e.to_string())?;
-                (backend.probe)(channel).await.map_err(|status| status.to_string())
+                let check = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
+                match check.map(|r| r.into_inner().status) {
+                    Ok(status) if status == ServingStatus::Serving as i32 => Ok(()),
+                    Ok(status) => Err(format!("health status {status}")),
+                    Err(status) => Err(status.to_string()),
+                }
             }
             Kind::Gateway => match http.get(format!("{}/readyz", self.url)).send().await {
                 Ok(resp) if resp.status() == reqwest::StatusCode::OK => Ok(()),
