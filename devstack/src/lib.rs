@@ -13,7 +13,7 @@
 //! - [`seed`]: `--seed-demo` data, loaded through the public API.
 
 pub mod cli;
-pub mod data_platform;
+pub use data_platform;
 pub mod plan;
 pub mod preflight;
 pub mod seed;

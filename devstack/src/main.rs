@@ -37,9 +37,6 @@ async fn main() -> anyhow::Result<()> {
         Some(url)
     };
     let plan = plan::build(&args, data_platform_url)?;
-    for name in &plan.skipped {
-        eprintln!("devstack: {name}-svc is not built yet; not started");
-    }
     let shutdown = kit::shutdown::on_signal();
     let mut children = supervisor::start(plan.processes, shutdown.clone());
 
@@ -75,6 +72,7 @@ async fn run_service(name: &str) -> anyhow::Result<()> {
         "inventory" => inventory_svc::startup::run_from_env().await,
         "point" => point_svc::startup::run_from_env().await,
         "coupon" => coupon_svc::startup::run_from_env().await,
+        "payment" => payment_svc::startup::run_from_env().await,
         "gateway" => gateway::startup::run_from_env().await,
         other => anyhow::bail!("unknown service {other:?}"),
     }

@@ -11,15 +11,13 @@ pub struct ServiceDef {
     pub env_prefix: &'static str,
     /// Port offset from `--grpc-base-port`.
     pub offset: u16,
-    /// Services whose issue is not done yet are not started.
-    pub built: bool,
 }
 
 pub const SERVICES: [ServiceDef; 4] = [
-    ServiceDef { name: "inventory", env_prefix: "INVENTORY_", offset: 0, built: true },
-    ServiceDef { name: "coupon", env_prefix: "COUPON_", offset: 1, built: true },
-    ServiceDef { name: "point", env_prefix: "POINT_", offset: 2, built: true },
-    ServiceDef { name: "payment", env_prefix: "PAYMENT_", offset: 3, built: false },
+    ServiceDef { name: "inventory", env_prefix: "INVENTORY_", offset: 0 },
+    ServiceDef { name: "coupon", env_prefix: "COUPON_", offset: 1 },
+    ServiceDef { name: "point", env_prefix: "POINT_", offset: 2 },
+    ServiceDef { name: "payment", env_prefix: "PAYMENT_", offset: 3 },
 ];
 
 /// One child process: `devstack service <name>` with `env`.
@@ -37,7 +35,6 @@ pub struct ProcessSpec {
 pub struct Plan {
     pub processes: Vec<ProcessSpec>,
     pub gateway_url: String,
-    pub skipped: Vec<&'static str>,
 }
 
 /// The first port at or above `from` that is free now and not yet given out by this plan.
@@ -56,15 +53,12 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>) -> std::io::Re
     let redis = args.redis_urls();
     let mut processes = Vec::new();
     let mut gateway_env = vec![("GATEWAY_HTTP_ADDR".to_owned(), format!("127.0.0.1:{}", args.gateway_port))];
-    let mut skipped = Vec::new();
+    // Every replica of each service, for the clients of later services (payment calls the others).
+    let mut service_urls: Vec<(&str, String)> = Vec::new();
     let base = args.grpc_base_port;
-    // The base ports of every service are reserved up front, built or not.
+    // The base ports of every service are reserved up front.
     let mut given: HashSet<u16> = (0..4).flat_map(|o| [base + o, base + 1000 + o]).collect();
     for svc in SERVICES.iter() {
-        if !svc.built {
-            skipped.push(svc.name);
-            continue;
-        }
         let mut urls = Vec::new();
         for replica in 0..args.replicas_of(svc.name) {
             let (grpc, metrics) = if replica == 0 {
@@ -84,6 +78,9 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>) -> std::io::Re
             ];
             if svc.name == "payment" {
                 env.push((format!("{p}REDLOCK_URLS"), redis.join(",")));
+                for (name, urls) in &service_urls {
+                    env.push((format!("{p}{}_URL", name.to_uppercase()), urls.clone()));
+                }
                 if let Some(url) = &data_platform_url {
                     env.push((format!("{p}DATA_PLATFORM_URL"), url.clone()));
                 }
@@ -97,6 +94,7 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>) -> std::io::Re
             });
         }
         gateway_env.push((format!("GATEWAY_{}_URL", svc.name.to_uppercase()), urls.join(",")));
+        service_urls.push((svc.name, urls.join(",")));
     }
     processes.push(ProcessSpec {
         label: "gateway[0]".into(),
@@ -104,5 +102,5 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>) -> std::io::Re
         env: gateway_env,
         addr: format!("http 127.0.0.1:{}", args.gateway_port),
     });
-    Ok(Plan { processes, gateway_url: format!("http://127.0.0.1:{}", args.gateway_port), skipped })
+    Ok(Plan { processes, gateway_url: format!("http://127.0.0.1:{}", args.gateway_port) })
 }

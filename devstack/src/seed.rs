@@ -1,5 +1,5 @@
 //! `--seed-demo`: demo data loaded through the public REST API, like a user would, so
-//! the data is valid by construction. Routes whose service is not built yet are skipped.
+//! the data is valid by construction.
 
 use serde_json::{Value, json};
 

@@ -71,6 +71,13 @@ impl Problem {
         }))
     }
 
+    /// Marks the problem as the stored answer of an earlier request with the same
+    /// Idempotency-Key (`Idempotent-Replayed: true`).
+    pub fn replayed(mut self, replayed: bool) -> Self {
+        self.0.replayed = replayed;
+        self
+    }
+
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.0.retry_after_secs = Some(secs);
         self

@@ -19,7 +19,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::GatewayConfig;
 use crate::openapi::ApiDoc;
 use crate::problem::Problem;
-use crate::routes::{self, AppState, coupons, ops, points, products};
+use crate::routes::{self, AppState, coupons, ops, orders, points, products};
 use crate::upstream::Upstreams;
 
 pub struct Application {
@@ -94,6 +94,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/coupons", post(coupons::create_coupon))
         .route("/v1/coupons/{coupon_id}/issue", post(coupons::issue_coupon))
         .route("/v1/users/{user_id}/coupons", get(coupons::user_coupons))
+        .route("/v1/orders", post(orders::place_order))
+        .route("/v1/orders/{order_id}", get(orders::get_order))
+        .route("/v1/orders/{order_id}/status", put(orders::change_order_status))
+        .route("/v1/users/{user_id}/orders", get(orders::user_orders))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

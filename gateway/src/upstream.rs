@@ -5,6 +5,7 @@ use kit::grpc::{ClientSettings, MeshChannel, channel};
 use kit::{ErrorCode, ServiceError};
 use mesh_proto::coupon::v1::coupon_service_client::CouponServiceClient;
 use mesh_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use mesh_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use mesh_proto::point::v1::point_service_client::PointServiceClient;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -16,6 +17,7 @@ pub struct Upstreams {
     inventory: Option<InventoryServiceClient<MeshChannel>>,
     point: Option<PointServiceClient<MeshChannel>>,
     coupon: Option<CouponServiceClient<MeshChannel>>,
+    payment: Option<PaymentServiceClient<MeshChannel>>,
     /// (service name, health client) for `/readyz`.
     health: Vec<(&'static str, HealthClient<MeshChannel>)>,
 }
@@ -33,8 +35,8 @@ impl Upstreams {
         let inventory = open("inventory", &config.inventory_url)?.map(InventoryServiceClient::new);
         let coupon = open("coupon", &config.coupon_url)?.map(CouponServiceClient::new);
         let point = open("point", &config.point_url)?.map(PointServiceClient::new);
-        open("payment", &config.payment_url)?;
-        Ok(Self { inventory, point, coupon, health })
+        let payment = open("payment", &config.payment_url)?.map(PaymentServiceClient::new);
+        Ok(Self { inventory, point, coupon, payment, health })
     }
 
     pub fn inventory(&self) -> Result<InventoryServiceClient<MeshChannel>, Problem> {
@@ -47,6 +49,10 @@ impl Upstreams {
 
     pub fn coupon(&self) -> Result<CouponServiceClient<MeshChannel>, Problem> {
         self.coupon.clone().ok_or_else(|| not_routed("coupon"))
+    }
+
+    pub fn payment(&self) -> Result<PaymentServiceClient<MeshChannel>, Problem> {
+        self.payment.clone().ok_or_else(|| not_routed("payment"))
     }
 
     pub fn health_checks(&self) -> &[(&'static str, HealthClient<MeshChannel>)] {

@@ -66,6 +66,16 @@ impl IdempotencyKey {
         })
     }
 
+    /// `endpoint/user`: where the key is unique.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// The key as the caller sent it.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     fn params(&self) -> [Value; 2] {
         [self.scope.as_str().into(), self.key.as_str().into()]
     }
@@ -192,7 +202,19 @@ fn decode(ok: bool, body: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
 
 /// Marks the claim done with a success body. Call inside the transaction of the work.
 pub async fn complete_ok<C: ConnectionTrait>(conn: &C, key: &IdempotencyKey, body: Vec<u8>) -> Result<(), DbErr> {
-    store(conn, key, true, body).await
+    store(conn, &key.scope, &key.key, true, body).await
+}
+
+/// [`complete_ok`] by the key's [`IdempotencyKey::scope`] and [`IdempotencyKey::key`], for
+/// work that outlives its request (a saga finished by crash recovery) and kept only those.
+/// A claim that was released or taken over meanwhile simply matches nothing.
+pub async fn complete_ok_by_name<C: ConnectionTrait>(
+    conn: &C,
+    scope: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> Result<(), DbErr> {
+    store(conn, scope, key, true, body).await
 }
 
 /// Marks the claim done with a business error (nothing changed, and nothing will: a retry
@@ -205,15 +227,15 @@ pub async fn complete_err<C: ConnectionTrait>(conn: &C, key: &IdempotencyKey, er
         product_id: err.product_id,
         order_id: err.order_id.clone(),
     };
-    store(conn, key, false, serde_json::to_vec(&stored).unwrap_or_default()).await
+    store(conn, &key.scope, &key.key, false, serde_json::to_vec(&stored).unwrap_or_default()).await
 }
 
-async fn store<C: ConnectionTrait>(conn: &C, key: &IdempotencyKey, ok: bool, body: Vec<u8>) -> Result<(), DbErr> {
+async fn store<C: ConnectionTrait>(conn: &C, scope: &str, key: &str, ok: bool, body: Vec<u8>) -> Result<(), DbErr> {
     conn.execute_raw(Statement::from_sql_and_values(
         DbBackend::MySql,
         "UPDATE idempotency_key SET status = 'done', response_ok = ?, response_body = ?, updated_at = ? \
          WHERE scope = ? AND idem_key = ?",
-        [ok.into(), body.into(), now().into(), key.scope.as_str().into(), key.key.as_str().into()],
+        [ok.into(), body.into(), now().into(), scope.into(), key.into()],
     ))
     .await?;
     Ok(())

@@ -1,7 +1,23 @@
-//! payment-svc: orders, payments and the checkout saga orchestrator (Redlock + fencing, idempotency keys, crash recovery).
+//! payment-svc: orders and payment, run as a saga (DESIGN.md, "The saga orchestrator"):
+//! RESERVE_STOCK -> USE_COUPON -> PAY_POINTS -> RECORD_PAYMENT -> TRANSMIT_DATA. A failing
+//! step undoes the ones before it; the saga log is durable, so a crash in the middle is
+//! recovered by any replica; a per-user Redlock plus a fencing epoch keeps two drivers from
+//! writing one user's sagas; an Idempotency-Key makes a retried checkout the same saga.
 //!
-//! Not built yet: this crate only names its gRPC contract ([`mesh_proto::payment::v1`]) so the
-//! workspace has the customer's layout. It has no binary and devstack does not start it;
-//! it gains the shape of inventory-svc (domain, store, grpc, migration, tests) in its own issue.
+//! Map:
+//! - [`domain`]: orders, lines, statuses, steps, errors (no tonic, no SQL).
+//! - [`store`]: the only SQL: orders, the saga log and its fenced writes, payments.
+//! - [`saga`]: the driver (forward and backward), crash recovery, retry policy, user locks.
+//! - [`platform`]: the HTTP client of the external data platform.
+//! - [`service`]: the use cases, with Idempotency-Key handling.
+//! - [`grpc`]: serves `mesh.payment.v1.PaymentService`; the participants' clients.
+//! - [`config`], [`startup`]: settings from `PAYMENT_*` and the wiring.
 
-pub use mesh_proto::payment::v1 as proto;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod platform;
+pub mod saga;
+pub mod service;
+pub mod startup;
+pub mod store;

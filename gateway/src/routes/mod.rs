@@ -2,6 +2,7 @@
 
 pub mod coupons;
 pub mod ops;
+pub mod orders;
 pub mod points;
 pub mod products;
 

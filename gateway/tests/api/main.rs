@@ -4,5 +4,6 @@ mod coupons;
 mod helpers;
 mod malformed;
 mod ops;
+mod orders;
 mod points;
 mod products;

@@ -1,0 +1,16 @@
+//! Schema of payment-svc: orders with their lines, the saga log (one `saga` row per order,
+//! one `saga_step` row per step), the payment records, the fencing epochs of the per-user
+//! lock, and Idempotency-Keys. Invariants that can live in the schema do: amounts are never
+//! negative, a discount never exceeds the total, statuses are from a closed set.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_init;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_init::Migration)]
+    }
+}

@@ -1,0 +1,92 @@
+//! Crash recovery: every `every`, and once at start, claim the unsettled sagas whose lease
+//! ran out (their driver crashed, hung past its lease, or deferred a failing compensation)
+//! and drive them on. The claim is one conditional UPDATE (`lease_until < now`), so two
+//! replicas never both take a saga; the driver then takes the user's lock and a new fencing
+//! epoch like any checkout, so a driver that only *seemed* dead cannot write any more.
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::driver::{Driver, Outcome};
+use super::locks::UserLocks;
+use crate::domain::{OrderId, PaymentError};
+use crate::store::Store;
+
+/// Sagas claimed per sweep; the rest wait for the next one.
+const BATCH: u64 = 64;
+
+#[derive(Clone)]
+pub struct Recovery {
+    pub store: Store,
+    pub driver: Driver,
+    pub locks: UserLocks,
+    pub owner: String,
+    pub every: Duration,
+}
+
+impl Recovery {
+    pub fn spawn(self, shutdown: CancellationToken) {
+        tokio::spawn(async move {
+            loop {
+                match self.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(sagas = n, "recovery drove unsettled sagas"),
+                    Err(err) => tracing::warn!(error = %err, "recovery sweep failed; retrying later"),
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(self.every) => {}
+                }
+            }
+        });
+    }
+
+    /// One pass; returns how many sagas it drove.
+    pub async fn sweep(&self) -> Result<usize, PaymentError> {
+        let candidates = self.store.drivable(BATCH).await?;
+        let mut drives = JoinSet::new();
+        for id in candidates {
+            if !self.store.claim_expired(&id, &self.owner).await? {
+                continue; // another replica was faster
+            }
+            let this = self.clone();
+            drives.spawn(async move { this.recover(&id).await });
+        }
+        let mut driven = 0;
+        while let Some(done) = drives.join_next().await {
+            match done {
+                Ok(Ok(())) => driven += 1,
+                Ok(Err(err)) => tracing::warn!(error = %err, "could not recover a saga; its lease will expire again"),
+                Err(err) => tracing::error!(error = %err, "a recovery task ended abnormally"),
+            }
+        }
+        match self.store.stuck_compensations().await {
+            Ok(n) => metrics::gauge!("saga_compensations_stuck").set(n as f64),
+            Err(err) => tracing::warn!(error = %err, "could not count stuck compensations"),
+        }
+        Ok(driven)
+    }
+
+    async fn recover(&self, id: &str) -> Result<(), PaymentError> {
+        let id = OrderId::parse(id)?;
+        let Some(saga) = self.store.saga(&id).await? else { return Ok(()) };
+        let (held, writer) = self.locks.lock(&self.store, &self.owner, saga.order.user_id).await?;
+        // Re-read under the lock: what we claimed may have moved on before we got it.
+        let saga = self.store.saga(&id).await?;
+        let outcome = match saga {
+            Some(saga) => {
+                tracing::info!(order_id = %id.as_str(), phase = saga.phase.as_str(), "recovering saga");
+                self.driver.run(saga, &writer, held.lost()).await
+            }
+            None => Outcome::Unsettled("vanished".into()),
+        };
+        held.release().await;
+        if let Outcome::Unsettled(reason) = outcome {
+            tracing::info!(order_id = %id.as_str(), %reason, "recovered saga not settled yet");
+        }
+        metrics::counter!("saga_recoveries_total").increment(1);
+        Ok(())
+    }
+}

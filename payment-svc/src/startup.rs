@@ -1,0 +1,83 @@
+//! Wiring: MySQL (schema + migrations), participants, data platform, Redlock quorum, the
+//! recovery loop and the idempotency purger; then serve.
+
+use std::net::SocketAddr;
+
+use kit::grpc::{ClientSettings, GrpcServer};
+use kit::redlock::Redlock;
+use kit::shutdown::CancellationToken;
+use payment_migration::Migrator;
+use sea_orm::DatabaseConnection;
+
+use crate::config::PaymentConfig;
+use crate::grpc::PaymentGrpc;
+use crate::grpc::clients::Participants;
+use crate::platform::DataPlatform;
+use crate::saga::driver::{Driver, default_policies};
+use crate::saga::locks::UserLocks;
+use crate::saga::recovery::Recovery;
+use crate::service::Payments;
+use crate::store::Store;
+
+/// A built, bound payment-svc, ready to serve. Tests build it on port 0.
+pub struct Application {
+    addr: SocketAddr,
+    server: GrpcServer,
+    db: DatabaseConnection,
+    payments: Payments,
+    recovery: Recovery,
+    config: PaymentConfig,
+}
+
+/// This replica's name in the saga log: host and pid, plus randomness so a restarted
+/// process (same pid in a container) is a new owner.
+fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let host: String = host.chars().take(40).collect();
+    format!("{host}-{}-{:08x}", std::process::id(), rand::random::<u32>())
+}
+
+impl Application {
+    pub async fn build(config: &PaymentConfig) -> anyhow::Result<Self> {
+        let settings = &config.service;
+        let kit::startup::Foundation { db, server, addr } = kit::startup::foundation::<Migrator>(settings).await?;
+        let store = Store::new(db.clone(), config.saga_lease);
+        let clients = ClientSettings { request_timeout: config.participant_timeout, ..ClientSettings::default() };
+        let participants =
+            Participants::connect(&config.inventory_url, &config.coupon_url, &config.point_url, &clients)?;
+        let platform = DataPlatform::new(&config.data_platform_url, config.platform_timeout)?;
+        let redlock = Redlock::new(&config.redlock_urls, &settings.redis_key_prefix, config.lock_ttl)?;
+        let locks = UserLocks::new(redlock, config.lock_wait);
+        let driver = Driver { store: store.clone(), participants, platform, policies: default_policies() };
+        let owner = replica_name();
+        let payments = Payments::new(store.clone(), driver.clone(), locks.clone(), owner.clone());
+        let recovery = Recovery { store, driver, locks, owner, every: config.recover_every };
+        Ok(Self { addr, server, db, payments, recovery, config: config.clone() })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr, redlock_nodes = self.config.redlock_urls.len(), "payment-svc serving");
+        kit::idempotency::spawn_purger(
+            self.db.clone(),
+            self.config.idempotency_retention,
+            self.config.idempotency_purge_every,
+            shutdown.clone(),
+        );
+        self.recovery.spawn(shutdown.clone());
+        self.server.serve(PaymentGrpc::new(self.payments).into_server(), shutdown).await?;
+        tracing::info!("payment-svc stopped");
+        Ok(())
+    }
+}
+
+/// The whole process: config (exit 64 if bad), telemetry, build, serve until SIGTERM.
+pub async fn run_from_env() -> anyhow::Result<()> {
+    let config = kit::config::or_exit(PaymentConfig::from_env());
+    let _telemetry = kit::telemetry::init("payment-svc", &config.service.log_format);
+    let app = Application::build(&config).await?;
+    app.run_until_stopped(kit::shutdown::on_signal()).await
+}

@@ -1,0 +1,113 @@
+//! The only SQL of payment-svc: orders and lines ([`orders`]), the saga log and its guarded
+//! writes ([`saga`]).
+//!
+//! Every write a saga driver makes goes through [`Store::guarded`]: one statement that
+//! renews the driver's lease *and* checks, against `lock_fence`, that the driver's fencing
+//! epoch is still the newest for the user. It runs first in the write's transaction and
+//! holds the saga row (and a shared lock on the fence row) until commit, so a stale driver
+//! (its lease taken over, or its Redlock expired and taken by someone else) matches no row
+//! and writes nothing.
+
+mod orders;
+mod saga;
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
+};
+
+pub use saga::{CancelRefused, SagaRecord, StoredLine};
+
+use crate::domain::PaymentError;
+
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    /// How long a driver owns a saga after each of its writes.
+    lease: Duration,
+}
+
+/// Who may write a saga: the replica holding its lease, with the fencing epoch it minted
+/// when it took the user's lock.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    pub owner: String,
+    pub fence: String,
+    pub epoch: i64,
+}
+
+/// Why a guarded write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Another driver took the saga over (lease) or the user's lock (epoch): stop driving.
+    #[error("fenced off: another driver owns this saga now")]
+    Fenced,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl From<WriteError> for PaymentError {
+    fn from(err: WriteError) -> Self {
+        PaymentError::store(err)
+    }
+}
+
+pub(crate) fn store_err(err: DbErr) -> PaymentError {
+    PaymentError::store(err)
+}
+
+pub(crate) fn now() -> chrono::NaiveDateTime {
+    kit::time::now_millis().naive_utc()
+}
+
+pub(crate) fn stmt(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::MySql, sql, values)
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection, lease: Duration) -> Self {
+        Self { db, lease }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    fn lease_end(&self) -> chrono::NaiveDateTime {
+        now() + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(30))
+    }
+
+    /// Opens a transaction in which `writer` still owns saga `id`, or says it is fenced off.
+    async fn guarded(&self, writer: &Writer, id: &str) -> Result<DatabaseTransaction, WriteError> {
+        let txn = self.db.begin().await?;
+        let matched = txn
+            .execute_raw(stmt(
+                "UPDATE saga s JOIN lock_fence f ON f.resource = ? \
+                 SET s.lease_until = ?, s.fence_epoch = ?, s.updated_at = ? \
+                 WHERE s.id = ? AND s.owner = ? AND f.epoch = ?",
+                [
+                    writer.fence.as_str().into(),
+                    self.lease_end().into(),
+                    writer.epoch.into(),
+                    now().into(),
+                    id.into(),
+                    writer.owner.as_str().into(),
+                    writer.epoch.into(),
+                ],
+            ))
+            .await?
+            .rows_affected();
+        if matched == 1 {
+            Ok(txn)
+        } else {
+            let _ = txn.rollback().await;
+            Err(WriteError::Fenced)
+        }
+    }
+
+    /// Mints the next fencing epoch of `fence` (after taking its lock).
+    pub async fn mint_epoch(&self, fence: &str) -> Result<i64, PaymentError> {
+        kit::redlock::mint_epoch(&self.db, fence).await.map_err(store_err)
+    }
+}

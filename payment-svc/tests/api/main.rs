@@ -1,0 +1,8 @@
+//! payment-svc against the real mesh: real MariaDB, Redis, gRPC on loopback; the data
+//! platform is the mock HTTP server.
+
+mod cancel;
+mod checkout;
+mod helpers;
+mod idempotency;
+mod recovery;

@@ -1,0 +1,206 @@
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::future::join_all;
+use kit::{ErrorCode, ServiceError};
+use mesh_proto::payment::v1 as pb;
+use serde_json::json;
+
+use crate::helpers::{PaymentTuning, code, keyed, line, spawn_mesh_with, start_inventory, start_payment, status_of};
+
+/// Polls `order_id` until it settles (COMPLETED, FAILED or CANCELLED) or `limit` passes.
+async fn settled(mesh: &crate::helpers::TestMesh, order_id: &str, limit: Duration) -> pb::Order {
+    let started = std::time::Instant::now();
+    loop {
+        let order = mesh.order(order_id).await;
+        let s = status_of(&order);
+        if matches!(s, pb::OrderStatus::Completed | pb::OrderStatus::Failed | pb::OrderStatus::Cancelled) {
+            return order;
+        }
+        assert!(started.elapsed() < limit, "order never settled: {order:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_compensation_that_keeps_failing_is_retried_in_the_background() {
+    let tuning = PaymentTuning { recover_every: Duration::from_millis(200), ..PaymentTuning::default() };
+    let mesh = spawn_mesh_with(tuning).await;
+    let product = mesh.product(1_000, 10).await;
+    mesh.charge(41, 5_000).await;
+
+    // inventory-svc goes down: the reservation cannot be made, nor undone.
+    mesh.inventory_stop.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = mesh.place("down", 41, vec![line(product, 1)], None).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::Unavailable, "{err:?}");
+    let order_id = ServiceError::from_status(&err).order_id.expect("the problem names the order");
+
+    // The order shows the retries instead of hiding them.
+    let pending = mesh.order(&order_id).await;
+    assert_eq!(status_of(&pending), pb::OrderStatus::Pending);
+    let reserve = &pending.steps[0];
+    assert!(reserve.attempts >= 5, "{pending:?}");
+    assert!(reserve.last_error.as_deref().unwrap_or_default().contains("UNAVAILABLE"), "{pending:?}");
+
+    // It comes back on the same address; recovery finishes the rollback by itself.
+    let stop = kit::shutdown::CancellationToken::new();
+    start_inventory(&mesh.prefix, Some(mesh.inventory_addr), stop.clone()).await;
+    let order = settled(&mesh, &order_id, Duration::from_secs(30)).await;
+    assert_eq!(status_of(&order), pb::OrderStatus::Failed);
+    assert_eq!(order.failure_code.as_deref(), Some("UNAVAILABLE"));
+    assert_eq!(mesh.stock(product).await, 10);
+    assert_eq!(mesh.balance(41).await, 5_000);
+
+    // The client retrying with its key gets the settled answer.
+    let again = mesh.place("down", 41, vec![line(product, 1)], None).await.unwrap().into_inner();
+    assert_eq!(again.order_id, order_id);
+    assert_eq!(status_of(&again), pb::OrderStatus::Failed);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_saga_whose_replica_died_mid_way_is_recovered() {
+    let tuning = PaymentTuning {
+        saga_lease: Duration::from_secs(1),
+        recover_every: Duration::from_millis(200),
+        lock_ttl: Duration::from_secs(2),
+        ..PaymentTuning::default()
+    };
+    let mesh = spawn_mesh_with(tuning).await;
+    // The mesh's own replica is stopped: only the doomed one, then its successor, drive.
+    for stop in &mesh.payment_stops {
+        stop.cancel();
+    }
+    let product = mesh.product(1_000, 10).await;
+    mesh.charge(42, 5_000).await;
+    mesh.platform_control(json!({"failMode": "none", "latencyMs": 5_000})).await;
+
+    // A replica on a runtime of its own, so it can die the way a killed process does:
+    // every task dropped mid-await, nothing cleaned up.
+    let doomed = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let config = mesh.payment_config.clone();
+    let mut client = doomed
+        .spawn(async move { start_payment(&config, kit::shutdown::CancellationToken::new()).await })
+        .await
+        .unwrap();
+    let request = pb::PlaceOrderRequest { user_id: 42, items: vec![line(product, 3)], user_coupon_id: None };
+    let in_flight = tokio::spawn({
+        let request = request.clone();
+        async move { client.place_order(keyed(request, "crash")).await }
+    });
+    // Let it reserve, pay and hang on the slow platform, then kill it.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    doomed.shutdown_background();
+    assert!(in_flight.await.unwrap().is_err(), "the client lost its connection");
+    assert_eq!(mesh.stock(product).await, 7, "the dead replica had reserved");
+
+    // A new replica takes the saga over once its lease ran out and finishes it.
+    mesh.platform_control(json!({"failMode": "none", "latencyMs": 0})).await;
+    let mut successor = start_payment(&mesh.payment_config, kit::shutdown::CancellationToken::new()).await;
+    let started = std::time::Instant::now();
+    let answer = loop {
+        match successor.place_order(keyed(request.clone(), "crash")).await {
+            Ok(answer) => break answer.into_inner(),
+            Err(status) => {
+                assert!(matches!(code(&status), ErrorCode::RequestInProgress | ErrorCode::Unavailable), "{status:?}");
+                assert!(started.elapsed() < Duration::from_secs(40), "never answered: {status:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(status_of(&answer), pb::OrderStatus::Completed, "{answer:?}");
+    assert_eq!(mesh.stock(product).await, 7);
+    assert_eq!(mesh.balance(42).await, 2_000);
+    let payments = mesh.ledger(42).await.into_iter().filter(|e| e.order_id.is_some()).count();
+    assert_eq!(payments, 1, "paid once");
+}
+
+/// A `redis-server` of the test's own on a free port, killed on drop.
+struct RedisNode {
+    child: Child,
+    url: String,
+}
+
+impl RedisNode {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, url: format!("redis://127.0.0.1:{port}") }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisNode {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_over_a_redlock_quorum_that_loses_a_node() {
+    let mut nodes: Vec<RedisNode> = (0..3).map(|_| RedisNode::start()).collect();
+    let tuning = PaymentTuning {
+        replicas: 2,
+        redlock_urls: Some(nodes.iter().map(|n| n.url.clone()).collect()),
+        ..PaymentTuning::default()
+    };
+    let mesh = spawn_mesh_with(tuning).await;
+    let product = mesh.product(100, 1_000).await;
+    let users: Vec<i64> = (51..=80).collect();
+    join_all(users.iter().map(|&u| mesh.charge(u, 10_000))).await;
+
+    // Each user checks out twice at once through both replicas, in two rounds; a quorum
+    // node dies between them.
+    let round = |round: usize| {
+        let mesh = &mesh;
+        let users = &users;
+        async move {
+            let calls = users.iter().flat_map(|&user| {
+                (0..2).map(move |replica| {
+                    let mut client = mesh.payments[replica].clone();
+                    let req =
+                        pb::PlaceOrderRequest { user_id: user, items: vec![line(product, 1)], user_coupon_id: None };
+                    async move { client.place_order(keyed(req, &format!("r{round}-u{user}-{replica}"))).await }
+                })
+            });
+            join_all(calls).await
+        }
+    };
+    let first = round(1).await;
+    nodes[0].stop();
+    let second = round(2).await;
+    let mut orders = Vec::new();
+    for answer in first.into_iter().chain(second) {
+        let order = answer.expect("every checkout answered").into_inner();
+        assert_eq!(status_of(&order), pb::OrderStatus::Completed, "{order:?}");
+        orders.push(order);
+    }
+    assert_eq!(orders.len(), users.len() * 4);
+    assert_eq!(mesh.stock(product).await, 1_000 - orders.len() as i64);
+    for &user in &users {
+        assert_eq!(mesh.balance(user).await, 10_000 - 4 * 100);
+        let paid = mesh.ledger(user).await.into_iter().filter(|e| e.order_id.is_some()).count();
+        assert_eq!(paid, 4, "user {user}: one payment per order, none twice");
+    }
+    // Every step was called once: no saga was driven twice.
+    for order in &orders {
+        let stored = mesh.order(&order.order_id).await;
+        assert!(stored.steps.iter().all(|s| s.attempts == 1), "{stored:?}");
+    }
+}
