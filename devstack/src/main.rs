@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_service(name: &str) -> anyhow::Result<()> {
+    supervisor::die_with_parent();
     match name {
         "inventory" => inventory_svc::startup::run_from_env().await,
         "point" => point_svc::startup::run_from_env().await,

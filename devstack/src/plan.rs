@@ -74,7 +74,7 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>) -> std::io::Re
                 (format!("{p}DATABASE"), format!("{}{}", args.db_prefix, svc.name)),
                 (format!("{p}REDIS_URL"), redis[0].clone()),
                 (format!("{p}REDIS_KEY_PREFIX"), args.db_prefix.clone()),
-                (format!("{p}DB_MAX_CONNECTIONS"), "16".to_owned()),
+                (format!("{p}DB_MAX_CONNECTIONS"), "8".to_owned()),
             ];
             if svc.name == "payment" {
                 env.push((format!("{p}REDLOCK_URLS"), redis.join(",")));

@@ -40,6 +40,18 @@ fn spawn(spec: &ProcessSpec) -> std::io::Result<Child> {
         .spawn()
 }
 
+/// Called first thing in a child: if devstack dies without stopping it (kill -9), the
+/// kernel sends the child SIGTERM, so no orphaned service keeps its ports and MySQL
+/// connections. A parent that died before this call has already orphaned us: exit.
+pub fn die_with_parent() {
+    if let Err(err) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM) {
+        eprintln!("devstack: cannot tie this child to its parent: {err}");
+    }
+    if nix::unistd::getppid().as_raw() == 1 {
+        std::process::exit(0);
+    }
+}
+
 async fn supervise(spec: ProcessSpec, shutdown: CancellationToken) {
     let mut backoff = Duration::from_secs(1);
     while !shutdown.is_cancelled() {

@@ -43,7 +43,8 @@ fn options(url: String, max_connections: u32) -> ConnectOptions {
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
-        .idle_timeout(Duration::from_secs(300))
+        // Idle connections go back soon: many services share one MySQL and its max_connections.
+        .idle_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
     opts
 }

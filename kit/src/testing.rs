@@ -55,7 +55,7 @@ pub fn service_settings(schema: &str, redis_prefix: &str) -> crate::config::Serv
     settings.mysql_url = mysql_url();
     settings.redis_url = redis_url();
     settings.redis_key_prefix = redis_prefix.to_owned();
-    settings.db_max_connections = 16;
+    settings.db_max_connections = 8;
     settings.shutdown_drain_ms = 0;
     settings
 }

@@ -27,17 +27,21 @@ struct Inner {
     locks: UserLocks,
     /// This replica's name in `saga.owner`.
     owner: String,
+    /// How long a checkout's Idempotency-Key claim keeps retries out. As short as the saga
+    /// lease: a retry that takes a live claim over derives the same saga id, so it joins
+    /// that saga instead of starting a second one.
+    claim_lease: Duration,
 }
 
 impl Payments {
-    pub fn new(store: Store, driver: Driver, locks: UserLocks, owner: String) -> Self {
-        Self { inner: Arc::new(Inner { store, driver, locks, owner }) }
+    pub fn new(store: Store, driver: Driver, locks: UserLocks, owner: String, claim_lease: Duration) -> Self {
+        Self { inner: Arc::new(Inner { store, driver, locks, owner, claim_lease }) }
     }
 
     /// Runs the checkout once per key. A business failure is an `Ok` FAILED order.
     pub async fn place_order(&self, request: PlaceOrder, key: IdempotencyKey) -> Once<Order> {
         let db = self.inner.store.db().clone();
-        idempotency::run_once(&db, Some(key), idempotency::DEFAULT_LEASE, |key| async move {
+        idempotency::run_once(&db, Some(key), self.inner.claim_lease, |key| async move {
             let key = key.ok_or_else(|| ServiceError::internal(&"a checkout without its key"))?;
             self.checkout(request, &key).await.map_err(ServiceError::from)
         })

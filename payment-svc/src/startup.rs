@@ -50,7 +50,7 @@ impl Application {
         let locks = UserLocks::new(redlock, config.lock_wait);
         let driver = Driver { store: store.clone(), participants, platform, policies: default_policies() };
         let owner = replica_name();
-        let payments = Payments::new(store.clone(), driver.clone(), locks.clone(), owner.clone());
+        let payments = Payments::new(store.clone(), driver.clone(), locks.clone(), owner.clone(), config.saga_lease);
         let recovery = Recovery { store, driver, locks, owner, every: config.recover_every };
         Ok(Self { addr, server, db, payments, recovery, config: config.clone() })
     }

@@ -1,4 +1,5 @@
 //! devstack as a user runs it: the real binary, real children, real MariaDB and Redis.
 
+mod checkout;
 mod data_platform;
 mod stack;

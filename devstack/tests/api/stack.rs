@@ -35,14 +35,19 @@ fn rand_u16() -> u16 {
     rand::random()
 }
 
-struct Stack {
+pub struct Stack {
     child: Child,
-    gateway: String,
+    pub gateway: String,
     log: Arc<Mutex<Vec<String>>>,
     prefix: String,
 }
 
-async fn start_stack(extra: &[&str]) -> Stack {
+pub async fn start_stack(extra: &[&str]) -> Stack {
+    start_stack_with_env(extra, &[]).await
+}
+
+/// `env` reaches every child too (the supervisor passes its environment on).
+pub async fn start_stack_with_env(extra: &[&str], env: &[(&str, &str)]) -> Stack {
     let prefix = kit::testing::unique_prefix();
     let gateway_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
@@ -52,6 +57,7 @@ async fn start_stack(extra: &[&str]) -> Stack {
         .args(["--db-prefix", &prefix, "--fresh"])
         .args(["--mysql-url", &kit::testing::mysql_url(), "--redis-url", &kit::testing::redis_url()])
         .args(extra)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -77,7 +83,7 @@ async fn start_stack(extra: &[&str]) -> Stack {
 }
 
 impl Stack {
-    fn pid_of(&self, label: &str) -> i32 {
+    pub fn pid_of(&self, label: &str) -> i32 {
         let log = self.log.lock().unwrap();
         let line =
             log.iter().rev().find(|l| l.starts_with(&format!("devstack: started {label} pid="))).expect("started line");
@@ -88,14 +94,29 @@ impl Stack {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 
-    async fn stop(mut self) -> std::process::ExitStatus {
+    pub async fn stop(mut self) -> std::process::ExitStatus {
         kill(Pid::from_raw(self.child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("stops").unwrap();
-        for schema in devstack::preflight::schemas(&self.prefix) {
-            kit::db::drop_schema(&kit::testing::mysql_url(), &schema).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("stops").unwrap()
+    }
+}
+
+impl Drop for Stack {
+    /// Also after a failed assertion: the child is killed (`kill_on_drop`) and the
+    /// stack's schemas and keys are dropped, so a failing test leaves nothing behind.
+    fn drop(&mut self) {
+        // SIGTERM, so devstack stops its children too; SIGKILL only if it does not.
+        if let Some(pid) = self.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            for _ in 0..100 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.start_kill();
         }
-        kit::cache::delete_prefix(&kit::testing::redis_url(), &self.prefix).await.unwrap();
-        status
+        let schemas = devstack::preflight::schemas(&self.prefix).into_iter().collect();
+        kit::testing::cleanup_blocking(schemas, Some(self.prefix.clone()));
     }
 }
 

@@ -5,9 +5,12 @@ use inventory_svc::config::InventoryConfig;
 use kit::shutdown::CancellationToken;
 use serde_json::{Value, json};
 
-/// inventory-svc + gateway on loopback, on their own schema and Redis prefix.
+/// inventory, point, coupon and payment services, the mock data platform and the gateway on
+/// loopback, on their own schemas and Redis prefix.
 pub struct TestMesh {
     pub base: String,
+    /// Base URL of the mock external data platform behind payment-svc.
+    pub platform: String,
     pub http: reqwest::Client,
     schemas: Vec<String>,
     redis_prefix: String,
@@ -49,19 +52,38 @@ pub async fn spawn_mesh() -> TestMesh {
     let coupon_url = format!("http://{}", coupon.addr());
     tokio::spawn(coupon.run_until_stopped(shutdown.clone()));
 
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("data platform binds");
+    let platform = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(data_platform::serve(listener));
+
+    let payment_schema = format!("{prefix}payment");
+    let service = kit::testing::service_settings(&payment_schema, &prefix);
+    let payment_config = payment_svc::config::PaymentConfig::with_upstreams(
+        service,
+        inventory_url.clone(),
+        coupon_url.clone(),
+        point_url.clone(),
+        platform.clone(),
+    );
+    let payment = payment_svc::startup::Application::build(&payment_config).await.expect("payment-svc builds");
+    let payment_url = format!("http://{}", payment.addr());
+    tokio::spawn(payment.run_until_stopped(shutdown.clone()));
+
     let config = GatewayConfig {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         inventory_url: Some(inventory_url),
         point_url: Some(point_url),
         coupon_url: Some(coupon_url),
-        upstream_timeout_ms: 3_000,
+        payment_url: Some(payment_url),
+        upstream_timeout_ms: 10_000,
         ..GatewayConfig::default()
     };
     let base = start_gateway(config, shutdown.clone()).await;
     TestMesh {
         base,
+        platform,
         http: reqwest::Client::new(),
-        schemas: vec![schema, point_schema, coupon_schema],
+        schemas: vec![schema, point_schema, coupon_schema, payment_schema],
         redis_prefix: prefix,
         shutdown,
     }

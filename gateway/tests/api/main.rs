@@ -1,5 +1,6 @@
-//! The gateway over real HTTP, in front of a real inventory-svc (gRPC) on MariaDB and Redis.
+//! The gateway over real HTTP, in front of the real services (gRPC) on MariaDB and Redis.
 
+mod checkout;
 mod coupons;
 mod helpers;
 mod malformed;
