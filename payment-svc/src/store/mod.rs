@@ -106,6 +106,27 @@ impl Store {
         }
     }
 
+    /// Opens a transaction in which `writer`'s epoch is still the newest for its fence, for
+    /// writes that start a drive (no lease to check yet). The shared lock on the fence row
+    /// keeps a newer epoch from being minted until the transaction ends.
+    async fn fenced(&self, writer: &Writer) -> Result<DatabaseTransaction, WriteError> {
+        let txn = self.db.begin().await?;
+        let epoch: Option<i64> = txn
+            .query_one_raw(stmt(
+                "SELECT epoch FROM lock_fence WHERE resource = ? LOCK IN SHARE MODE",
+                [writer.fence.as_str().into()],
+            ))
+            .await?
+            .map(|row| row.try_get_by_index(0))
+            .transpose()?;
+        if epoch == Some(writer.epoch) {
+            Ok(txn)
+        } else {
+            let _ = txn.rollback().await;
+            Err(WriteError::Fenced)
+        }
+    }
+
     /// Mints the next fencing epoch of `fence` (after taking its lock).
     pub async fn mint_epoch(&self, fence: &str) -> Result<i64, PaymentError> {
         kit::redlock::mint_epoch(&self.db, fence).await.map_err(store_err)

@@ -1,6 +1,6 @@
 //! Creating a checkout's rows and reading orders back.
 
-use sea_orm::{ConnectionTrait, QueryResult, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, QueryResult, Value};
 
 use super::{Store, WriteError, Writer, stmt, store_err};
 use crate::domain::{
@@ -23,19 +23,7 @@ impl Store {
         idempotency: Option<(&str, &str)>,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, WriteError> {
-        let txn = self.db.begin().await?;
-        let epoch: Option<i64> = txn
-            .query_one_raw(stmt(
-                "SELECT epoch FROM lock_fence WHERE resource = ? LOCK IN SHARE MODE",
-                [writer.fence.as_str().into()],
-            ))
-            .await?
-            .map(|row| row.try_get_by_index(0))
-            .transpose()?;
-        if epoch != Some(writer.epoch) {
-            let _ = txn.rollback().await;
-            return Err(WriteError::Fenced);
-        }
+        let txn = self.fenced(writer).await?;
         let at = at.naive_utc();
         let (user, coupon) = (request.user().get(), request.coupon().map(|c| c.get()));
         let inserted = txn

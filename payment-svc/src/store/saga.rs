@@ -1,6 +1,6 @@
 //! The saga log: leases, the driver's guarded step writes, and what recovery scans.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
 use super::orders::unknown;
 use super::{Store, WriteError, Writer, now, stmt, store_err};
@@ -311,19 +311,7 @@ impl Store {
         id: &str,
         expected_version: Option<i64>,
     ) -> Result<Result<(), CancelRefused>, WriteError> {
-        let txn = self.db.begin().await?;
-        let epoch: Option<i64> = txn
-            .query_one_raw(stmt(
-                "SELECT epoch FROM lock_fence WHERE resource = ? LOCK IN SHARE MODE",
-                [w.fence.as_str().into()],
-            ))
-            .await?
-            .map(|row| row.try_get_by_index(0))
-            .transpose()?;
-        if epoch != Some(w.epoch) {
-            let _ = txn.rollback().await;
-            return Err(WriteError::Fenced);
-        }
+        let txn = self.fenced(w).await?;
         let changed = txn
             .execute_raw(stmt(
                 "UPDATE orders SET status = 'CANCELLING', version = version + 1, updated_at = ? \
