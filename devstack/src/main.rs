@@ -14,7 +14,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    kit::testing::install_crypto_provider();
+    kit::startup::install_crypto_provider();
     if let Some(Command::Service { name }) = cli.command {
         return run_service(&name).await;
     }

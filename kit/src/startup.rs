@@ -11,6 +11,13 @@ use sea_orm_migration::MigratorTrait;
 use crate::config::ServiceSettings;
 use crate::grpc::GrpcServer;
 
+/// Installs the process-wide rustls crypto provider (ring) once. Every binary that makes
+/// TLS-capable HTTP calls (reqwest with `rustls-no-provider`) needs it before its first
+/// client is built, or reqwest panics; see DEPENDENCIES.md. Calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A service's connected, migrated, bound base.
 pub struct Foundation {
     pub db: DatabaseConnection,

@@ -18,9 +18,9 @@ pub fn unique_prefix() -> String {
     format!("t{:08x}_", rand::rng().random::<u32>())
 }
 
-/// Installs the process-wide rustls crypto provider (ring) once; see DEPENDENCIES.md.
+/// See [`crate::startup::install_crypto_provider`].
 pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::startup::install_crypto_provider();
 }
 
 /// Deletes every key under `prefix` (see [`crate::cache::delete_prefix`]).

@@ -159,7 +159,7 @@ impl Report {
         out += &format!("  {:<14}{}\n", "requests", t.total());
         out += &format!("  {:<14}{} ({:.1}/s)\n", "ok", t.ok, self.ok_per_second());
         for (label, n) in &t.rejected {
-            out += &format!("  {:<14}{n}\n", label);
+            out += &format!("  {}{n}\n", row_name(label));
         }
         let errors = if t.errors.is_empty() {
             "0".to_owned()
@@ -182,13 +182,19 @@ impl Report {
             out += &format!("  {:<14}{} = {sum:.2} of {of}\n", "cores", each.join(" + "));
         }
         for (k, v) in &self.extra {
-            out += &format!("  {:<14}{}\n", k, plain(v));
+            out += &format!("  {}{}\n", row_name(k), plain(v));
         }
         for c in &self.checks {
             out += &format!("  {:<14}{} {}: {}\n", "check", if c.passed { "PASS" } else { "FAIL" }, c.name, c.detail);
         }
         out.trim_end().to_owned()
     }
+}
+
+/// A row's name padded to the table's first column, and never run into its value
+/// (`409 OUT_OF_STOCK` is longer than the column).
+fn row_name(name: &str) -> String {
+    format!("{name:<13} ")
 }
 
 /// A JSON value without quotes around strings, for the table.

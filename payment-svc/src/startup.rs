@@ -40,6 +40,8 @@ fn replica_name() -> String {
 impl Application {
     pub async fn build(config: &PaymentConfig) -> anyhow::Result<Self> {
         let settings = &config.service;
+        // reqwest (the data platform's client) needs the process-wide rustls provider.
+        kit::startup::install_crypto_provider();
         let kit::startup::Foundation { db, server, addr } = kit::startup::foundation::<Migrator>(settings).await?;
         let store = Store::new(db.clone(), config.saga_lease);
         let clients = ClientSettings { request_timeout: config.participant_timeout, ..ClientSettings::default() };

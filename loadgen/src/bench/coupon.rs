@@ -31,6 +31,7 @@ const HEADLINE: Headline = Headline {
     raw_unit: "raw EVALSHAs/s",
     rate: Report::answered_per_second,
     rate_title: "answers/s",
+    also: &[],
 };
 
 /// Runs the whole coupon bench; `Ok(false)` when a correctness check failed.

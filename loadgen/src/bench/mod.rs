@@ -5,6 +5,7 @@
 //! each scenario, and the summary. Each service's module says which scenarios run and
 //! which targets apply.
 
+pub mod checkout;
 pub mod coupon;
 pub mod inventory;
 pub mod points;
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::report::Report;
 use crate::scenarios::{Ledger, Target};
-use crate::spawn::{Memory, Service, Spawned};
+use crate::spawn::{Backing, Memory, MockPlatform, Service, Spawned};
 
 /// Where the services of a bench are: already running at `target`, or started for the run.
 #[derive(Clone, Debug)]
@@ -43,10 +44,11 @@ impl Deployment {
 }
 
 /// Starts `d.spawn` in order, stopping what already runs if one fails to come up.
-async fn start_all(d: &Deployment) -> anyhow::Result<Vec<Spawned>> {
+async fn start_all(d: &Deployment, data_platform_url: Option<&str>) -> anyhow::Result<Vec<Spawned>> {
+    let backing = Backing { mysql_url: &d.mysql_url, redis_url: d.redis_url.as_deref(), data_platform_url };
     let mut started: Vec<Spawned> = Vec::new();
     for (service, bin) in &d.spawn {
-        match Spawned::start(service, bin, &d.mysql_url, d.redis_url.as_deref(), &started).await {
+        match Spawned::start(service, bin, backing, &started).await {
             Ok(s) => {
                 let schema = s.schema.as_deref().map_or(String::new(), |schema| format!(", schema {schema}"));
                 println!("spawned {} (pid {}) at {}{schema}", bin.display(), s.pid(), s.url);
@@ -74,7 +76,12 @@ where
     F: FnOnce(Target) -> Fut,
     Fut: Future<Output = anyhow::Result<Vec<Report>>>,
 {
-    let spawned = start_all(d).await?;
+    // Served before the services that send to it start, and dropped (stopped) after they stop.
+    let platform = match d.spawn.iter().any(|(service, _)| service.needs_data_platform()) {
+        true => Some(MockPlatform::start().await?),
+        false => None,
+    };
+    let spawned = start_all(d, platform.as_ref().map(|p| p.url.as_str())).await?;
     let ledger =
         spawned.iter().find_map(|s| s.schema.clone()).map(|schema| Ledger { mysql_url: d.mysql_url.clone(), schema });
     let target = Target {
@@ -82,6 +89,7 @@ where
         channels: d.channels,
         request_timeout: d.request_timeout,
         ledger,
+        data_platform: platform.as_ref().map(|p| p.url.clone()),
     };
     let reports = scenarios(target).await;
     let memory = spawned.iter().map(|s| (s.binary(), s.memory())).collect();
@@ -138,6 +146,21 @@ struct Headline {
     /// and its column title in the summary.
     rate: fn(&Report) -> f64,
     rate_title: &'static str,
+    /// Further ours / raw ratios, printed under the headline's.
+    also: &'static [Ratio],
+}
+
+/// One more `ours / raw` line of a summary, both rates by [`Headline::rate`].
+#[derive(Clone, Copy, Debug)]
+struct Ratio {
+    ours: &'static str,
+    raw: &'static str,
+    /// Its JSON key (`ratio_hot_to_raw_update`).
+    key: &'static str,
+}
+
+fn ratio(ours: f64, raw: f64) -> f64 {
+    if raw > 0.0 { (ours / raw * 1000.0).round() / 1000.0 } else { 0.0 }
 }
 
 /// Prints the summary table and its JSON line; true when every check passed.
@@ -154,7 +177,6 @@ fn finish(h: &Headline, reports: &[Report], memory: &[(&str, Memory)], mut targe
 fn summarise(h: &Headline, reports: &[Report], memory: &[(&str, Memory)], targets: Vec<Value>) -> Value {
     let raw_rps = find(reports, h.raw_scenario).map_or(0.0, h.rate);
     let hot_rps = find(reports, h.hot_scenario).map_or(0.0, h.rate);
-    let ratio = if raw_rps > 0.0 { (hot_rps / raw_rps * 1000.0).round() / 1000.0 } else { 0.0 };
     let scenarios: Value = reports
         .iter()
         .map(|r| {
@@ -173,7 +195,11 @@ fn summarise(h: &Headline, reports: &[Report], memory: &[(&str, Memory)], target
     let mut summary = json!({"scenario": format!("bench-{}", h.bench)});
     summary[h.raw_key] = json!((raw_rps * 10.0).round() / 10.0);
     summary[h.hot_key] = json!((hot_rps * 10.0).round() / 10.0);
-    summary["ratio_hot_to_raw"] = json!(ratio);
+    summary["ratio_hot_to_raw"] = json!(ratio(hot_rps, raw_rps));
+    for r in h.also {
+        let rate = |scenario| find(reports, scenario).map_or(0.0, h.rate);
+        summary[r.key] = json!(ratio(rate(r.ours), rate(r.raw)));
+    }
     summary["scenarios"] = scenarios;
     summary["memory"] = memory.iter().map(|(binary, m)| ((*binary).to_owned(), m.to_json())).collect();
     summary["targets"] = json!(targets);
@@ -204,6 +230,9 @@ fn summary_table(h: &Headline, reports: &[Report], summary: &Value) -> String {
         "  ratio = ours / raw = {} {} / {} {} = {}\n",
         summary[h.hot_key], h.hot_unit, summary[h.raw_key], h.raw_unit, summary["ratio_hot_to_raw"]
     );
+    for r in h.also {
+        out += &format!("  ratio = {} / {} = {}\n", r.ours, r.raw, summary[r.key]);
+    }
     for (binary, m) in summary["memory"].as_object().into_iter().flatten() {
         out += &format!(
             "  {binary} memory: VmRSS {} MiB at end, VmHWM {} MiB, sampled peak {} MiB\n",

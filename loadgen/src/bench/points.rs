@@ -24,6 +24,7 @@ const HEADLINE: Headline = Headline {
     raw_unit: "raw UPDATEs/s",
     rate: Report::ok_per_second,
     rate_title: "ok/s",
+    also: &[],
 };
 
 /// Runs the whole points bench; `Ok(false)` when a correctness check failed.

@@ -1,6 +1,7 @@
 //! Command line: one subcommand per scenario, plus `bench <service>` that chains them.
 //! Each service's subcommands and their arguments live in its own module.
 
+mod checkout;
 mod coupon;
 mod inventory;
 mod points;
@@ -49,6 +50,12 @@ enum Command {
     RawMysqlHotUpdate(RawArgs),
     /// The bare conditional debit on one MySQL point_balance row, in a throwaway schema.
     RawMysqlHotDebit(RawArgs),
+    /// Through the gateway (REST): checkouts of distinct users and products, then 1,000
+    /// buyers of one product until it sells out; checks stock, points and every order's end.
+    Checkout(checkout::CheckoutArgs),
+    /// One transaction of a stock UPDATE and a points UPDATE on distinct MySQL rows, in a
+    /// throwaway schema: the bare work of a checkout.
+    RawMysqlCheckoutTx(RawArgs),
     /// Raw backend, then the service's scenarios, then a summary with ours / raw.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -62,6 +69,9 @@ enum BenchCommand {
     Points(points::BenchPointsArgs),
     /// raw-redis-gate, then the coupon race through the gateway.
     Coupon(coupon::BenchCouponArgs),
+    /// raw-mysql-checkout-tx, raw-mysql-hot-update, then through the gateway the checkout
+    /// saga on distinct rows and on one hot product.
+    Checkout(checkout::BenchCheckoutArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -114,7 +124,7 @@ impl GrpcArgs {
 #[derive(Debug, Clone, Args)]
 struct HttpArgs {
     /// The gateway's HTTP address (loopback only).
-    #[arg(long, env = "LOADGEN_GATEWAY", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, visible_alias = "gateway", env = "LOADGEN_GATEWAY", default_value = "http://127.0.0.1:8080")]
     target: String,
     /// Timeout of each request.
     #[arg(long, default_value_t = 5_000)]
@@ -128,6 +138,7 @@ impl HttpArgs {
             channels: 1,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             ledger,
+            data_platform: None,
         }
     }
 
@@ -162,6 +173,7 @@ fn target(grpc: &GrpcArgs, ledger: Option<Ledger>) -> Target {
         channels: grpc.channels,
         request_timeout: Duration::from_millis(grpc.request_timeout_ms),
         ledger,
+        data_platform: None,
     }
 }
 
@@ -184,9 +196,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
         Command::RawRedisGate(a) => coupon::raw_gate(a).await,
         Command::RawMysqlHotUpdate(a) => raw(&PRODUCT_STOCK, a).await,
         Command::RawMysqlHotDebit(a) => raw(&POINT_BALANCE, a).await,
+        Command::Checkout(a) => checkout::checkout(a).await,
+        Command::RawMysqlCheckoutTx(a) => checkout::raw_tx(a).await,
         Command::Bench(BenchCommand::Inventory(a)) => inventory::bench(a).await,
         Command::Bench(BenchCommand::Points(a)) => points::bench(a).await,
         Command::Bench(BenchCommand::Coupon(a)) => coupon::bench(a).await,
+        Command::Bench(BenchCommand::Checkout(a)) => checkout::bench(a).await,
     }
 }
 
@@ -237,5 +252,13 @@ mod tests {
             Cli::try_parse_from(["loadgen", "coupon", "--target", "http://127.0.0.1:8080", "--clients", "64"]).is_ok()
         );
         assert!(Cli::try_parse_from(["loadgen", "raw-redis-gate", "--connections", "4", "--users", "500"]).is_ok());
+        let cli = Cli::try_parse_from(["loadgen", "bench", "checkout", "--spawn", "--hot-stock", "100"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Bench(BenchCommand::Checkout(ref a)) if a.spawn && a.run.duration_secs == 10.0)
+        );
+        assert!(Cli::try_parse_from(["loadgen", "bench", "checkout", "--bin-dir", "x"]).is_err(), "needs --spawn");
+        let cli = ["loadgen", "bench", "checkout", "--gateway", "http://127.0.0.1:8080", "--users", "5000"];
+        assert!(Cli::try_parse_from(cli).is_ok());
+        assert!(Cli::try_parse_from(["loadgen", "checkout", "--clients", "32", "--hot-stock", "0"]).is_ok());
     }
 }

@@ -1,5 +1,6 @@
 //! The bare conditional UPDATE on one hot MySQL row, in a throwaway schema.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub static POINT_BALANCE: HotRow = HotRow {
     counts_updates: false,
 };
 
-fn label(err: &DbErr) -> String {
+pub(super) fn label(err: &DbErr) -> String {
     match err {
         DbErr::ConnectionAcquire(_) => "ConnectionAcquire",
         DbErr::Conn(_) => "Connection",
@@ -71,6 +72,19 @@ pub async fn mysql_hot_update(
     clients: usize,
     limits: Limits,
 ) -> anyhow::Result<Report> {
+    in_throwaway_schema(mysql_url, |server_url, schema| async move {
+        run_in_schema(row, &server_url, &schema, clients, limits).await
+    })
+    .await
+}
+
+/// Creates a schema of its own, runs `run(server_url, schema)`, and drops the schema
+/// whatever happened, so a failed run leaves nothing behind.
+pub(super) async fn in_throwaway_schema<F, Fut>(mysql_url: &str, run: F) -> anyhow::Result<Report>
+where
+    F: FnOnce(String, String) -> Fut,
+    Fut: Future<Output = anyhow::Result<Report>>,
+{
     crate::net::ensure_loopback("mysql url", mysql_url)?;
     let server_url = mysql_url.trim_end_matches('/').to_owned();
     let schema = format!("{}loadgen_raw", kit::testing::unique_prefix());
@@ -80,13 +94,34 @@ pub async fn mysql_hot_update(
     server.execute_unprepared(&format!("CREATE DATABASE `{schema}`")).await?;
     let _ = server.close().await;
 
-    let outcome = run_in_schema(row, &server_url, &schema, clients, limits).await;
-    // Dropped whatever happened, so a failed run leaves nothing behind.
+    let outcome = run(server_url.clone(), schema.clone()).await;
     let dropped = kit::db::drop_schema(&server_url, &schema).await;
     let mut report = outcome?;
     dropped.context("cannot drop the raw benchmark schema")?;
     report.param("schema", format!("{schema} (dropped)"));
     Ok(report)
+}
+
+/// A pool of exactly `clients` connections to `schema`, every one of them open: a connect
+/// is not an UPDATE, so none may happen after the clock starts.
+pub(super) async fn open_pool(
+    server_url: &str,
+    schema: &str,
+    clients: usize,
+) -> anyhow::Result<Arc<DatabaseConnection>> {
+    let mut opts = ConnectOptions::new(format!("{server_url}/{schema}"));
+    opts.max_connections(clients as u32)
+        .min_connections(clients as u32)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db: Arc<DatabaseConnection> = Arc::new(Database::connect(opts).await.context("cannot open the raw pool")?);
+    let opens = (0..clients).map(|_| {
+        let db = db.clone();
+        async move { db.execute_unprepared("DO SLEEP(0.05)").await }
+    });
+    futures::future::try_join_all(opens).await.context("cannot open the raw connections")?;
+    Ok(db)
 }
 
 async fn run_in_schema(
@@ -97,21 +132,9 @@ async fn run_in_schema(
     limits: Limits,
 ) -> anyhow::Result<Report> {
     let clients = clients.max(1);
-    let mut opts = ConnectOptions::new(format!("{server_url}/{schema}"));
-    opts.max_connections(clients as u32)
-        .min_connections(clients as u32)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    let db: Arc<DatabaseConnection> = Arc::new(Database::connect(opts).await.context("cannot open the raw pool")?);
+    let db = open_pool(server_url, schema, clients).await?;
     db.execute_unprepared(row.create).await?;
     db.execute_raw(Statement::from_sql_and_values(DbBackend::MySql, row.insert, [RAW_STOCK.into()])).await?;
-    // Open every connection before the clock starts: a connect is not an UPDATE.
-    let opens = (0..clients).map(|_| {
-        let db = db.clone();
-        async move { db.execute_unprepared("DO SLEEP(0.05)").await }
-    });
-    futures::future::try_join_all(opens).await.context("cannot open the raw connections")?;
 
     let shared = db.clone();
     let run = run_closed_loop(clients, limits, move |_, _| {

@@ -1,6 +1,7 @@
 //! Scenarios: each sets up its data, drives it with [`crate::driver::run_closed_loop`] and
 //! returns a [`crate::report::Report`] with the checks it could verify afterwards.
 
+pub mod checkout;
 pub mod coupon;
 pub mod inventory;
 pub mod points;
@@ -24,6 +25,9 @@ pub struct Target {
     /// The service's own MySQL schema, when loadgen knows it (it spawned the service, or
     /// `--verify-schema`): then the checks also read the rows themselves, not only the API.
     pub ledger: Option<Ledger>,
+    /// The mock data platform's URL, when loadgen serves it: then a checkout also checks
+    /// what it received (`GET /received`).
+    pub data_platform: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -110,13 +114,32 @@ impl RestPool {
 
     /// `POST <target><path>` with a JSON body; the status and the whole body.
     pub async fn post(&self, path: &str, json: String) -> Result<(reqwest::StatusCode, Vec<u8>), reqwest::Error> {
-        let resp = self
+        self.post_keyed(path, None, json).await
+    }
+
+    /// [`Self::post`] with an `Idempotency-Key` header, when given.
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        idempotency_key: Option<&str>,
+        json: String,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), reqwest::Error> {
+        let mut request = self
             .client
             .post(format!("{}{path}", self.base))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(json)
-            .send()
-            .await?;
+            .body(json);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let resp = request.send().await?;
+        let status = resp.status();
+        Ok((status, resp.bytes().await?.into()))
+    }
+
+    /// `GET <target><path>`; the status and the whole body.
+    pub async fn get(&self, path: &str) -> Result<(reqwest::StatusCode, Vec<u8>), reqwest::Error> {
+        let resp = self.client.get(format!("{}{path}", self.base)).send().await?;
         let status = resp.status();
         Ok((status, resp.bytes().await?.into()))
     }

@@ -1,8 +1,10 @@
-//! Runs a service binary (and the gateway in front of it, for a REST bench) for the length
-//! of a benchmark: free ports, a fresh schema (and Redis key prefix, for a service that uses
+//! Runs a service binary (and the gateway in front of it, for a REST bench; payment-svc after
+//! the services it calls, with loadgen's own mock data platform) for the length of a
+//! benchmark: free ports, a fresh schema (and Redis key prefix, for a service that uses
 //! Redis), so a bench never touches a developer's data, and memory sampled while it serves
 //! (the < 64 MiB target is about the process under load, not at idle).
 
+mod data_platform;
 mod services;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +23,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-pub use self::services::{COUPON, GATEWAY, GATEWAY_ROUTES, INVENTORY, POINT, sibling_binary};
+pub use self::data_platform::MockPlatform;
+pub use self::services::{COUPON, GATEWAY, GATEWAY_ROUTES, INVENTORY, PAYMENT, POINT, sibling_binary};
 
 /// What loadgen must know to run one binary: everything else is shared.
 #[derive(Debug)]
@@ -50,6 +53,27 @@ pub struct Backend {
     pub redis: bool,
     /// The gateway's name for it: `GATEWAY_<route>_URL`.
     pub route: &'static str,
+    /// The backends it calls, by route: it gets `<PREFIX><route>_URL` of each, which must
+    /// have been started before it.
+    pub upstreams: &'static [&'static str],
+    /// Whether it sends to the external data platform (`<PREFIX>DATA_PLATFORM_URL`).
+    pub data_platform: bool,
+}
+
+/// What every process of a run stores in or sends to, besides the other processes.
+#[derive(Clone, Copy, Debug)]
+pub struct Backing<'a> {
+    pub mysql_url: &'a str,
+    /// Needed only by a service that uses Redis.
+    pub redis_url: Option<&'a str>,
+    /// The mock data platform, needed only by a service that sends to it.
+    pub data_platform_url: Option<&'a str>,
+}
+
+impl Service {
+    pub fn needs_data_platform(&self) -> bool {
+        matches!(&self.kind, Kind::Backend(backend) if backend.data_platform)
+    }
 }
 
 /// Resident memory of a process, from `/proc/<pid>/status`, in KiB.
@@ -87,15 +111,15 @@ pub struct Spawned {
 
 impl Spawned {
     /// Starts `bin` on free loopback ports and waits until it serves. A backend gets a
-    /// fresh schema (and key prefix: `redis_url` is needed only by a service that uses
-    /// Redis); the gateway routes to the `upstreams` started before it, and nowhere else.
+    /// fresh schema (and key prefix, if it uses Redis) and the URLs of the backends it calls;
+    /// the gateway routes to the `upstreams` started before it, and nowhere else.
     pub async fn start(
         service: &'static Service,
         bin: &Path,
-        mysql_url: &str,
-        redis_url: Option<&str>,
+        backing: Backing<'_>,
         upstreams: &[Spawned],
     ) -> anyhow::Result<Self> {
+        let mysql_url = backing.mysql_url;
         service.check_binary(bin)?;
         let prefix = kit::testing::unique_prefix();
         let env = |name: &str| format!("{}{name}", service.env_prefix);
@@ -103,7 +127,7 @@ impl Spawned {
         let (url, schema, redis) = match &service.kind {
             Kind::Backend(backend) => {
                 crate::net::ensure_loopback("mysql url", mysql_url)?;
-                let redis = match (backend.redis, redis_url) {
+                let redis = match (backend.redis, backing.redis_url) {
                     (true, Some(url)) => Some((url.to_owned(), prefix.clone())),
                     (true, None) => bail!("{} needs a Redis url", service.binary),
                     (false, _) => None,
@@ -118,6 +142,19 @@ impl Spawned {
                 if let Some((url, key_prefix)) = &redis {
                     crate::net::ensure_loopback("redis url", url)?;
                     command.env(env("REDIS_URL"), url).env(env("REDIS_KEY_PREFIX"), key_prefix);
+                }
+                for route in backend.upstreams {
+                    let upstream = upstreams.iter().find(|u| u.route() == Some(*route)).with_context(|| {
+                        format!("{} calls {route}, which must be started before it", service.binary)
+                    })?;
+                    command.env(env(&format!("{route}_URL")), &upstream.url);
+                }
+                if backend.data_platform {
+                    let url = backing
+                        .data_platform_url
+                        .with_context(|| format!("{} needs a data platform", service.binary))?;
+                    crate::net::ensure_loopback("data platform url", url)?;
+                    command.env(env("DATA_PLATFORM_URL"), url);
                 }
                 (format!("http://127.0.0.1:{grpc_port}"), Some(schema), redis)
             }

@@ -9,19 +9,52 @@ use super::{Backend, Kind, Service};
 pub static INVENTORY: Service = Service {
     binary: "inventory-svc",
     env_prefix: "INVENTORY_",
-    kind: Kind::Backend(Backend { schema_suffix: "loadgen_inventory", redis: true, route: "INVENTORY" }),
+    kind: Kind::Backend(Backend {
+        schema_suffix: "loadgen_inventory",
+        redis: true,
+        route: "INVENTORY",
+        upstreams: &[],
+        data_platform: false,
+    }),
 };
 
 pub static POINT: Service = Service {
     binary: "point-svc",
     env_prefix: "POINT_",
-    kind: Kind::Backend(Backend { schema_suffix: "loadgen_point", redis: false, route: "POINT" }),
+    kind: Kind::Backend(Backend {
+        schema_suffix: "loadgen_point",
+        redis: false,
+        route: "POINT",
+        upstreams: &[],
+        data_platform: false,
+    }),
 };
 
 pub static COUPON: Service = Service {
     binary: "coupon-svc",
     env_prefix: "COUPON_",
-    kind: Kind::Backend(Backend { schema_suffix: "loadgen_coupon", redis: true, route: "COUPON" }),
+    kind: Kind::Backend(Backend {
+        schema_suffix: "loadgen_coupon",
+        redis: true,
+        route: "COUPON",
+        upstreams: &[],
+        data_platform: false,
+    }),
+};
+
+/// The checkout saga's orchestrator: calls the three participants (started before it) and
+/// sends every completed order to the data platform (loadgen's in-process mock). Its Redis
+/// is the Redlock quorum too (`PAYMENT_REDLOCK_URLS` defaults to `PAYMENT_REDIS_URL`).
+pub static PAYMENT: Service = Service {
+    binary: "payment-svc",
+    env_prefix: "PAYMENT_",
+    kind: Kind::Backend(Backend {
+        schema_suffix: "loadgen_payment",
+        redis: true,
+        route: "PAYMENT",
+        upstreams: &["INVENTORY", "COUPON", "POINT"],
+        data_platform: true,
+    }),
 };
 
 /// Routes only to the backends started before it in the same run; every other route is
