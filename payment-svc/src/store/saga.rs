@@ -45,11 +45,27 @@ async fn set_step<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Counts the call about to be made for step `seq` ("written before each call").
-async fn start_step<C: ConnectionTrait>(conn: &C, id: &str, seq: usize) -> Result<(), DbErr> {
+/// Steps `first..=last` done and the call of step `last + 1` counted ("written before each
+/// call"), in one statement: a saga's hot path writes its steps once per transaction.
+async fn advance<C: ConnectionTrait>(conn: &C, id: &str, first: usize, last: usize) -> Result<(), DbErr> {
+    let (first, last) = (first as i32, last as i32);
     conn.execute_raw(stmt(
-        "UPDATE saga_step SET attempts = attempts + 1, updated_at = ? WHERE saga_id = ? AND seq = ?",
-        [now().into(), id.into(), (seq as i32).into()],
+        "UPDATE saga_step SET \
+           status = IF(seq <= ?, 'DONE', status), \
+           attempts = attempts + IF(seq = ? + 1 OR (seq > ? AND seq <= ?), 1, 0), \
+           last_error = IF(seq <= ?, NULL, last_error), updated_at = ? \
+         WHERE saga_id = ? AND seq BETWEEN ? AND ? + 1",
+        [
+            last.into(),
+            last.into(),
+            first.into(),
+            last.into(),
+            last.into(),
+            now().into(),
+            id.into(),
+            first.into(),
+            last.into(),
+        ],
     ))
     .await?;
     Ok(())
@@ -150,8 +166,7 @@ impl Store {
             [total.into(), total.into(), now().into(), id.into()],
         ))
         .await?;
-        set_step(&txn, id, seq, StepStatus::Done, None).await?;
-        start_step(&txn, id, seq + 1).await?;
+        advance(&txn, id, seq, seq).await?;
         commit(txn).await
     }
 
@@ -163,8 +178,7 @@ impl Store {
             [discount.into(), discount.into(), now().into(), id.into()],
         ))
         .await?;
-        set_step(&txn, id, seq, StepStatus::Done, None).await?;
-        start_step(&txn, id, seq + 1).await?;
+        advance(&txn, id, seq, seq).await?;
         commit(txn).await
     }
 
@@ -174,16 +188,13 @@ impl Store {
     pub async fn paid(&self, w: &Writer, order: &Order, pay_seq: usize, record_seq: usize) -> Result<(), WriteError> {
         let id = order.id.as_str();
         let txn = self.guarded(w, id).await?;
-        set_step(&txn, id, pay_seq, StepStatus::Done, None).await?;
         txn.execute_raw(stmt(
             "INSERT IGNORE INTO payment (order_id, user_id, points_amount, discount_amount, status, created_at) \
              VALUES (?, ?, ?, ?, 'PAID', ?)",
             [id.into(), order.user_id.into(), order.paid_amount.into(), order.discount_amount.into(), now().into()],
         ))
         .await?;
-        start_step(&txn, id, record_seq).await?;
-        set_step(&txn, id, record_seq, StepStatus::Done, None).await?;
-        start_step(&txn, id, record_seq + 1).await?;
+        advance(&txn, id, pay_seq, record_seq).await?;
         commit(txn).await
     }
 
