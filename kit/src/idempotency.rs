@@ -66,6 +66,11 @@ impl IdempotencyKey {
         })
     }
 
+    /// SHA-256 of the request's canonical encoding: "the same request".
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint
+    }
+
     /// `endpoint/user`: where the key is unique.
     pub fn scope(&self) -> &str {
         &self.scope
@@ -200,7 +205,9 @@ fn decode(ok: bool, body: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
     }
 }
 
-/// Marks the claim done with a success body. Call inside the transaction of the work.
+/// Marks the claim done with a success body. Call inside the transaction of the work. The
+/// first answer stored wins: a claim already done (taken over and finished elsewhere) keeps
+/// its answer.
 pub async fn complete_ok<C: ConnectionTrait>(conn: &C, key: &IdempotencyKey, body: Vec<u8>) -> Result<(), DbErr> {
     store(conn, &key.scope, &key.key, true, body).await
 }
@@ -234,7 +241,7 @@ async fn store<C: ConnectionTrait>(conn: &C, scope: &str, key: &str, ok: bool, b
     conn.execute_raw(Statement::from_sql_and_values(
         DbBackend::MySql,
         "UPDATE idempotency_key SET status = 'done', response_ok = ?, response_body = ?, updated_at = ? \
-         WHERE scope = ? AND idem_key = ?",
+         WHERE scope = ? AND idem_key = ? AND status = 'running'",
         [ok.into(), body.into(), now().into(), scope.into(), key.into()],
     ))
     .await?;
@@ -257,6 +264,10 @@ pub async fn release(db: &DatabaseConnection, key: &IdempotencyKey) -> Result<()
 /// claim is released and a retry runs again.
 pub fn is_transient(err: &ServiceError) -> bool {
     matches!(err.code, ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::Internal)
+}
+
+fn is_about_the_key(err: &ServiceError) -> bool {
+    matches!(err.code, ErrorCode::IdempotencyKeyReused | ErrorCode::RequestInProgress)
 }
 
 /// The answer to a request that may carry a key: the result, and whether it is a replay
@@ -301,7 +312,9 @@ where
     guard.disarm();
     match &result {
         Ok(_) => {}
-        Err(err) if is_transient(err) => {
+        // Transient failures, and refusals about the key rather than the request (another
+        // request holds or owns it), are not this request's answer: give the claim back.
+        Err(err) if is_transient(err) || is_about_the_key(err) => {
             if let Err(db_err) = release(db, &key).await {
                 tracing::warn!(error = %db_err, "could not release an idempotency claim; it expires with its lease");
             }

@@ -56,7 +56,7 @@ impl Payments {
         }
         let (held, writer) = inner.locks.lock(&inner.store, &inner.owner, request.user().get()).await?;
         let at = kit::time::now_millis();
-        let created = inner.store.create_checkout(&writer, &id, &request, Some((key.scope(), key.key())), at).await;
+        let created = inner.store.create_checkout(&writer, &id, &request, Some(key), at).await;
         match created {
             Ok(true) => {}
             Ok(false) => {
@@ -78,6 +78,7 @@ impl Payments {
             order: Order::new_checkout(&id, &request, at),
             phase: Phase::Forward,
             idempotency: Some((key.scope().to_owned(), key.key().to_owned())),
+            request_hash: Some(key.fingerprint().to_vec()),
             rounds: 0,
         };
         self.drive(saga, held, writer).await
@@ -113,11 +114,25 @@ impl Payments {
     async fn join(&self, saga: SagaRecord, key: Option<&IdempotencyKey>) -> Result<Order, PaymentError> {
         let inner = &self.inner;
         let id = OrderId::parse(&saga.order.id)?;
+        // Same key (so same saga id), another request: refused, not joined. Its claim was
+        // given back by a transient failure of the first request, which still owns the key.
+        if let (Some(key), Some(hash)) = (key, &saga.request_hash)
+            && hash.as_slice() != key.fingerprint()
+        {
+            return Err(PaymentError::KeyReused);
+        }
         if saga.phase != Phase::Settled && inner.store.claim_expired(id.as_str(), &inner.owner).await? {
             let (held, writer) = inner.locks.lock(&inner.store, &inner.owner, saga.order.user_id).await?;
             // Re-read under the lock: the saga may have moved between the claim and now.
             let saga = inner.store.saga(&id).await?.ok_or_else(|| PaymentError::OrderNotFound(id.as_str().into()))?;
             let order = self.drive(saga, held, writer).await?;
+            if let Some(key) = key {
+                // Settled by this drive or before it: either way this is the key's answer
+                // (a no-op if the settling transaction already stored it).
+                idempotency::complete_ok(inner.store.db(), key, idempotency::encode(&order))
+                    .await
+                    .map_err(PaymentError::store)?;
+            }
             return Ok(order);
         }
         let started = tokio::time::Instant::now();

@@ -15,6 +15,8 @@ pub enum PaymentError {
     VersionMismatch { expected: i64, current: i64 },
     #[error("another checkout or cancel of this user is running; retry")]
     UserBusy,
+    #[error("this Idempotency-Key was used with a different request")]
+    KeyReused,
     #[error("the order is still being processed; retry with the same Idempotency-Key")]
     StillRunning(String),
     #[error("the payment database is unavailable")]
@@ -40,6 +42,7 @@ impl From<PaymentError> for ServiceError {
             PaymentError::InvalidTransition { .. } => ServiceError::new(ErrorCode::InvalidStateTransition, detail),
             PaymentError::VersionMismatch { .. } => ServiceError::new(ErrorCode::VersionMismatch, detail),
             PaymentError::UserBusy => ServiceError::new(ErrorCode::Unavailable, detail),
+            PaymentError::KeyReused => ServiceError::new(ErrorCode::IdempotencyKeyReused, detail),
             PaymentError::StillRunning(order_id) => {
                 ServiceError::new(ErrorCode::Unavailable, detail).with_order(order_id)
             }

@@ -51,18 +51,18 @@ pub enum Outcome {
 /// Why a step stopped the forward drive.
 enum Stop {
     Failed(StepError),
-    Fenced,
+    /// The log could not be written: fenced off, or the database failed (a commit whose
+    /// outcome is unknown included). Not a step failure: the drive stops and recovery,
+    /// reading what did commit, redoes the step through the barrier.
+    Interrupted,
 }
 
 impl From<WriteError> for Stop {
     fn from(err: WriteError) -> Self {
-        match err {
-            WriteError::Fenced => Stop::Fenced,
-            WriteError::Db(db) => Stop::Failed(StepError::Transient {
-                code: ErrorCode::Unavailable,
-                detail: format!("payment database: {db}"),
-            }),
+        if let WriteError::Db(db) = &err {
+            tracing::warn!(error = %db, "saga log write failed; leaving the saga to recovery");
         }
+        Stop::Interrupted
     }
 }
 
@@ -86,7 +86,7 @@ fn touch(order: &mut Order, seq: usize, status: StepStatus) {
 impl Driver {
     /// Drives `saga` as far as it goes now. `lost` fires if the user's lock is lost.
     pub async fn run(&self, saga: SagaRecord, writer: &Writer, lost: &CancellationToken) -> Outcome {
-        let SagaRecord { mut order, phase, idempotency, rounds } = saga;
+        let SagaRecord { mut order, phase, idempotency, rounds, .. } = saga;
         let idem = idempotency.as_ref().map(|(s, k)| (s.as_str(), k.as_str()));
         let outcome = match phase {
             Phase::Settled => return Outcome::Settled(order),
@@ -125,7 +125,9 @@ impl Driver {
             let step = order.steps[seq].name;
             match self.perform(order, seq, step, w, idem).await {
                 Ok(()) => {}
-                Err(Stop::Fenced) => return Err("fenced off by a newer driver"),
+                Err(Stop::Interrupted) => {
+                    return Err("the saga log could not be written (fenced off or database down)");
+                }
                 Err(Stop::Failed(err)) => {
                     let failure = err.into_failure();
                     tracing::info!(order_id = %order.id, step = step.as_str(), code = %failure.code, "checkout step failed; compensating");

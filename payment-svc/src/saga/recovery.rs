@@ -48,8 +48,14 @@ impl Recovery {
         let candidates = self.store.drivable(BATCH).await?;
         let mut drives = JoinSet::new();
         for id in candidates {
-            if !self.store.claim_expired(&id, &self.owner).await? {
-                continue; // another replica was faster
+            match self.store.claim_expired(&id, &self.owner).await {
+                Ok(true) => {}
+                Ok(false) => continue, // another replica was faster
+                Err(err) => {
+                    // Not fatal to the drives already started: they finish, this one waits.
+                    tracing::warn!(order_id = %id, error = %err, "could not claim a saga; next sweep");
+                    continue;
+                }
             }
             let this = self.clone();
             drives.spawn(async move { this.recover(&id).await });

@@ -40,8 +40,9 @@ pub struct Writer {
 /// Why a guarded write did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// Another driver took the saga over (lease) or the user's lock (epoch): stop driving.
-    #[error("fenced off: another driver owns this saga now")]
+    /// Another driver took the saga over (lease) or the user's lock (epoch), or the saga
+    /// settled meanwhile: stop driving.
+    #[error("fenced off: another driver owns this saga now, or it settled")]
     Fenced,
     #[error(transparent)]
     Db(#[from] DbErr),
@@ -85,7 +86,7 @@ impl Store {
             .execute_raw(stmt(
                 "UPDATE saga s JOIN lock_fence f ON f.resource = ? \
                  SET s.lease_until = ?, s.fence_epoch = ?, s.updated_at = ? \
-                 WHERE s.id = ? AND s.owner = ? AND f.epoch = ?",
+                 WHERE s.id = ? AND s.owner = ? AND f.epoch = ? AND s.phase <> 'SETTLED'",
                 [
                     writer.fence.as_str().into(),
                     self.lease_end().into(),

@@ -1,5 +1,6 @@
 //! Creating a checkout's rows and reading orders back.
 
+use kit::idempotency::IdempotencyKey;
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 
 use super::{Store, WriteError, Writer, stmt, store_err};
@@ -20,7 +21,7 @@ impl Store {
         writer: &Writer,
         id: &OrderId,
         request: &PlaceOrder,
-        idempotency: Option<(&str, &str)>,
+        idempotency: Option<&IdempotencyKey>,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, WriteError> {
         let txn = self.fenced(writer).await?;
@@ -53,10 +54,12 @@ impl Store {
             values,
         ))
         .await?;
-        let (scope, key) = idempotency.unzip();
+        let scope = idempotency.map(|k| k.scope().to_owned());
+        let key = idempotency.map(|k| k.key().to_owned());
+        let hash = idempotency.map(|k| k.fingerprint().to_vec());
         txn.execute_raw(stmt(
             "INSERT INTO saga (id, user_id, phase, owner, lease_until, fence_epoch, idem_scope, idem_key, \
-             created_at, updated_at) VALUES (?, ?, 'FORWARD', ?, ?, ?, ?, ?, ?, ?)",
+             idem_hash, created_at, updated_at) VALUES (?, ?, 'FORWARD', ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 id.as_str().into(),
                 user.into(),
@@ -65,6 +68,7 @@ impl Store {
                 writer.epoch.into(),
                 scope.into(),
                 key.into(),
+                hash.into(),
                 at.into(),
                 at.into(),
             ],

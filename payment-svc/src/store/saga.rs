@@ -13,6 +13,8 @@ pub struct SagaRecord {
     pub phase: Phase,
     /// The checkout's Idempotency-Key (scope, key), completed when the saga settles.
     pub idempotency: Option<(String, String)>,
+    /// Fingerprint of the checkout request that started it (see `kit::idempotency`).
+    pub request_hash: Option<Vec<u8>>,
     pub rounds: i32,
 }
 
@@ -84,7 +86,7 @@ impl Store {
         let row = self
             .db
             .query_one_raw(stmt(
-                "SELECT phase, idem_scope, idem_key, rounds FROM saga WHERE id = ?",
+                "SELECT phase, idem_scope, idem_key, rounds, idem_hash FROM saga WHERE id = ?",
                 [id.as_str().into()],
             ))
             .await
@@ -99,6 +101,7 @@ impl Store {
             phase: Phase::parse(&phase).ok_or_else(|| store_err(unknown("saga phase", &phase)))?,
             idempotency: scope.zip(key),
             rounds: row.try_get_by_index(3).map_err(store_err)?,
+            request_hash: row.try_get_by_index(4).map_err(store_err)?,
         }))
     }
 
@@ -210,11 +213,17 @@ impl Store {
     ) -> Result<(), WriteError> {
         let txn = self.guarded(w, id).await?;
         set_step(&txn, id, seq, StepStatus::Done, None).await?;
-        txn.execute_raw(stmt(
-            "UPDATE orders SET status = 'COMPLETED', updated_at = ? WHERE id = ? AND status = 'PENDING'",
-            [now().into(), id.into()],
-        ))
-        .await?;
+        let moved = txn
+            .execute_raw(stmt(
+                "UPDATE orders SET status = 'COMPLETED', updated_at = ? WHERE id = ? AND status = 'PENDING'",
+                [now().into(), id.into()],
+            ))
+            .await?
+            .rows_affected();
+        if moved != 1 {
+            let _ = txn.rollback().await;
+            return Err(WriteError::Fenced);
+        }
         settle(&txn, id, idempotency, answer).await?;
         commit(txn).await
     }
@@ -290,7 +299,11 @@ impl Store {
         } else {
             "UPDATE orders SET status = 'FAILED', updated_at = ? WHERE id = ? AND status = 'PENDING'"
         };
-        txn.execute_raw(stmt(sql, [now().into(), id.into()])).await?;
+        if txn.execute_raw(stmt(sql, [now().into(), id.into()])).await?.rows_affected() != 1 {
+            // Not the state this drive believed: someone else settled it. Write nothing.
+            let _ = txn.rollback().await;
+            return Err(WriteError::Fenced);
+        }
         settle(&txn, id, idempotency, answer).await?;
         commit(txn).await
     }

@@ -43,6 +43,11 @@ async fn a_compensation_that_keeps_failing_is_retried_in_the_background() {
     assert!(reserve.attempts >= 5, "{pending:?}");
     assert!(reserve.last_error.as_deref().unwrap_or_default().contains("UNAVAILABLE"), "{pending:?}");
 
+    // The key's claim was given back (the answer is not known yet), but the key still
+    // belongs to that request: another body with it is refused, not joined to its saga.
+    let err = mesh.place("down", 41, vec![line(product, 2)], None).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::IdempotencyKeyReused, "{err:?}");
+
     // It comes back on the same address; recovery finishes the rollback by itself.
     let stop = kit::shutdown::CancellationToken::new();
     start_inventory(&mesh.prefix, Some(mesh.inventory_addr), stop.clone()).await;
