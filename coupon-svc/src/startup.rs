@@ -22,7 +22,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &CouponConfig) -> anyhow::Result<Self> {
         let settings = &config.service;
-        let kit::startup::Foundation { db, server, addr } = kit::startup::foundation::<Migrator>(settings).await?;
+        let kit::startup::Foundation { db, server, addr, .. } = kit::startup::foundation::<Migrator>(settings).await?;
         let redis = kit::startup::redis(settings).await?;
         let gate = IssueGate::new(redis, &settings.redis_key_prefix);
         Ok(Self { addr, server, coupons: Coupons::new(db, gate, config.issue_batch_max), config: config.clone() })

@@ -66,7 +66,8 @@ impl Problem {
             field: err.field,
             product_id: err.product_id,
             order_id: err.order_id,
-            retry_after_secs: None,
+            // Every 503 says when to come back (API.md): the cause is expected to pass.
+            retry_after_secs: (status == 503).then_some(1),
             replayed: false,
         }))
     }

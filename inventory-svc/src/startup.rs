@@ -21,7 +21,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &InventoryConfig) -> anyhow::Result<Self> {
         let settings = &config.service;
-        let kit::startup::Foundation { db, server, addr } = kit::startup::foundation::<Migrator>(settings).await?;
+        let kit::startup::Foundation { db, server, addr, .. } = kit::startup::foundation::<Migrator>(settings).await?;
         let redis = kit::startup::redis(settings).await?;
         let cache = ProductCache::new(redis, &settings.redis_key_prefix, config.cache_ttl);
         Ok(Self { addr, server, inventory: Inventory::new(db, cache, config.hot_batch_max) })

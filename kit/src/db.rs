@@ -193,3 +193,68 @@ mod tests {
         assert_eq!(redact("mysql://root@127.0.0.1:3306"), "mysql://root@127.0.0.1:3306");
     }
 }
+
+/// What a pool ran: statements by kind (sea-orm's metric callback sees every statement,
+/// inside transactions too) and the transactions its owner opened ([`SqlCounters::began`]).
+/// Exported as `db_statements_total{kind}` and `db_transactions_total`; the per-operation
+/// figures of DESIGN.md ("statements and transactions per order") come from these.
+#[derive(Debug, Default)]
+pub struct SqlCounters {
+    reads: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+    transactions: std::sync::atomic::AtomicU64,
+}
+
+/// A snapshot of [`SqlCounters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SqlCount {
+    pub reads: u64,
+    pub writes: u64,
+    pub transactions: u64,
+}
+
+impl SqlCount {
+    pub fn statements(&self) -> u64 {
+        self.reads + self.writes
+    }
+
+    /// What happened between `earlier` and this snapshot.
+    pub fn since(&self, earlier: SqlCount) -> SqlCount {
+        SqlCount {
+            reads: self.reads - earlier.reads,
+            writes: self.writes - earlier.writes,
+            transactions: self.transactions - earlier.transactions,
+        }
+    }
+}
+
+impl SqlCounters {
+    /// Counts every statement `db` runs from now on.
+    pub fn install(db: &mut DatabaseConnection) -> std::sync::Arc<Self> {
+        let counters = std::sync::Arc::new(Self::default());
+        let seen = counters.clone();
+        db.set_metric_callback(move |info| {
+            let sql = info.statement.sql.trim_start();
+            let read = sql.len() >= 6 && sql[..6].eq_ignore_ascii_case("select");
+            let (counter, kind) = if read { (&seen.reads, "read") } else { (&seen.writes, "write") };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics::counter!("db_statements_total", "kind" => kind).increment(1);
+        });
+        counters
+    }
+
+    /// Call once per explicit transaction begun.
+    pub fn began(&self) {
+        self.transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("db_transactions_total").increment(1);
+    }
+
+    pub fn snapshot(&self) -> SqlCount {
+        use std::sync::atomic::Ordering::Relaxed;
+        SqlCount {
+            reads: self.reads.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            transactions: self.transactions.load(Relaxed),
+        }
+    }
+}

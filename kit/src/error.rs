@@ -68,6 +68,7 @@ error_codes! {
     RateLimited            => "RATE_LIMITED",             ResourceExhausted,  429, "Too many requests";
     ExternalServiceFailed  => "EXTERNAL_SERVICE_FAILED",  Aborted,            502, "An external service failed";
     Unavailable            => "UNAVAILABLE",              Unavailable,        503, "A service is unavailable";
+    Overloaded             => "OVERLOADED",               Unavailable,        503, "Too busy to start this now";
     Timeout                => "TIMEOUT",                  DeadlineExceeded,   504, "A service did not answer in time";
     Internal               => "INTERNAL",                 Internal,           500, "Internal error";
 }

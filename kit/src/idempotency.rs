@@ -263,7 +263,7 @@ pub async fn release(db: &DatabaseConnection, key: &IdempotencyKey) -> Result<()
 /// True for errors that say nothing about the request itself: those are not stored, the
 /// claim is released and a retry runs again.
 pub fn is_transient(err: &ServiceError) -> bool {
-    matches!(err.code, ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::Internal)
+    matches!(err.code, ErrorCode::Unavailable | ErrorCode::Overloaded | ErrorCode::Timeout | ErrorCode::Internal)
 }
 
 fn is_about_the_key(err: &ServiceError) -> bool {

@@ -21,6 +21,8 @@ pub fn install_crypto_provider() {
 /// A service's connected, migrated, bound base.
 pub struct Foundation {
     pub db: DatabaseConnection,
+    /// Statements (and, where the service counts them, transactions) `db` runs.
+    pub sql: std::sync::Arc<crate::db::SqlCounters>,
     pub server: GrpcServer,
     /// The address actually bound (the real port when configured with port 0).
     pub addr: SocketAddr,
@@ -30,12 +32,14 @@ pub struct Foundation {
 /// and migrates the schema with `M`, and binds the gRPC and metrics ports.
 pub async fn foundation<M: MigratorTrait>(settings: &ServiceSettings) -> anyhow::Result<Foundation> {
     let _ = crate::telemetry::prometheus();
-    let db = crate::db::connect_and_migrate::<M>(&settings.mysql_url, &settings.database, settings.db_max_connections)
-        .await
-        .context("MySQL")?;
+    let mut db =
+        crate::db::connect_and_migrate::<M>(&settings.mysql_url, &settings.database, settings.db_max_connections)
+            .await
+            .context("MySQL")?;
+    let sql = crate::db::SqlCounters::install(&mut db);
     let server = GrpcServer::bind(settings).await?;
     let addr = server.local_addr()?;
-    Ok(Foundation { db, server, addr })
+    Ok(Foundation { db, sql, server, addr })
 }
 
 /// The service's Redis connection, or an error that says where it looked.

@@ -32,6 +32,18 @@ struct Extras {
     lock_wait_ms: u64,
     idempotency_retention_secs: u64,
     idempotency_purge_every_secs: u64,
+    /// How long transient participant failures are retried before a checkout gives up.
+    forward_budget_ms: u64,
+    /// How long a checkout request waits for its saga before answering it PENDING (never
+    /// past the caller's gRPC deadline).
+    answer_budget_ms: u64,
+    /// How long a checkout may wait to start before it is refused with nothing written.
+    start_budget_ms: u64,
+    /// Sagas one replica drives at once.
+    max_sagas_in_flight: usize,
+    /// Group commit of the saga's start and completion: concurrent batches, and their size.
+    journal_lanes: usize,
+    journal_max_batch: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +62,12 @@ pub struct PaymentConfig {
     pub lock_wait: Duration,
     pub idempotency_retention: Duration,
     pub idempotency_purge_every: Duration,
+    pub forward_budget: Duration,
+    pub answer_budget: Duration,
+    pub start_budget: Duration,
+    pub max_sagas_in_flight: usize,
+    pub journal_lanes: usize,
+    pub journal_max_batch: usize,
 }
 
 impl PaymentConfig {
@@ -72,6 +90,12 @@ impl PaymentConfig {
                 lock_wait_ms: 3_000,
                 idempotency_retention_secs: 24 * 3600,
                 idempotency_purge_every_secs: 600,
+                forward_budget_ms: 30_000,
+                answer_budget_ms: 5_000,
+                start_budget_ms: 2_000,
+                max_sagas_in_flight: 4_096,
+                journal_lanes: 4,
+                journal_max_batch: 64,
             },
         )?;
         let redlock_urls = split_urls(&extras.redlock_urls, &service.redis_url);
@@ -90,6 +114,12 @@ impl PaymentConfig {
             lock_wait: ms(extras.lock_wait_ms),
             idempotency_retention: Duration::from_secs(extras.idempotency_retention_secs),
             idempotency_purge_every: Duration::from_secs(extras.idempotency_purge_every_secs.max(1)),
+            forward_budget: ms(extras.forward_budget_ms),
+            answer_budget: ms(extras.answer_budget_ms.max(1)),
+            start_budget: ms(extras.start_budget_ms.max(1)),
+            max_sagas_in_flight: extras.max_sagas_in_flight.max(1),
+            journal_lanes: extras.journal_lanes.max(1),
+            journal_max_batch: extras.journal_max_batch.max(1),
             service,
         })
     }
@@ -117,6 +147,12 @@ impl PaymentConfig {
             lock_wait: ms(3_000),
             idempotency_retention: Duration::from_secs(24 * 3600),
             idempotency_purge_every: Duration::from_secs(600),
+            forward_budget: ms(30_000),
+            answer_budget: ms(5_000),
+            start_budget: ms(2_000),
+            max_sagas_in_flight: 4_096,
+            journal_lanes: 4,
+            journal_max_batch: 64,
             service,
         }
     }

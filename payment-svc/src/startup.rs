@@ -13,10 +13,11 @@ use crate::config::PaymentConfig;
 use crate::grpc::PaymentGrpc;
 use crate::grpc::clients::Participants;
 use crate::platform::DataPlatform;
-use crate::saga::driver::{Driver, default_policies};
+use crate::saga::driver::{Driver, Policies, default_policies};
+use crate::saga::journal::Journal;
 use crate::saga::locks::UserLocks;
 use crate::saga::recovery::Recovery;
-use crate::service::Payments;
+use crate::service::{Admission, Payments};
 use crate::store::Store;
 
 /// A built, bound payment-svc, ready to serve. Tests build it on port 0.
@@ -26,6 +27,7 @@ pub struct Application {
     db: DatabaseConnection,
     payments: Payments,
     recovery: Recovery,
+    sql: std::sync::Arc<kit::db::SqlCounters>,
     config: PaymentConfig,
 }
 
@@ -42,23 +44,35 @@ impl Application {
         let settings = &config.service;
         // reqwest (the data platform's client) needs the process-wide rustls provider.
         kit::startup::install_crypto_provider();
-        let kit::startup::Foundation { db, server, addr } = kit::startup::foundation::<Migrator>(settings).await?;
-        let store = Store::new(db.clone(), config.saga_lease);
+        let kit::startup::Foundation { db, sql, server, addr } = kit::startup::foundation::<Migrator>(settings).await?;
+        let store = Store::new(db.clone(), sql.clone(), config.saga_lease);
         let clients = ClientSettings { request_timeout: config.participant_timeout, ..ClientSettings::default() };
         let participants =
             Participants::connect(&config.inventory_url, &config.coupon_url, &config.point_url, &clients)?;
         let platform = DataPlatform::new(&config.data_platform_url, config.platform_timeout)?;
         let redlock = Redlock::new(&config.redlock_urls, &settings.redis_key_prefix, config.lock_ttl)?;
         let locks = UserLocks::new(redlock, config.lock_wait);
-        let driver = Driver { store: store.clone(), participants, platform, policies: default_policies() };
+        let journal = Journal::new(store.clone(), config.journal_lanes, config.journal_max_batch);
+        let policies = Policies { forward_budget: config.forward_budget, ..default_policies() };
+        let driver = Driver { store: store.clone(), journal: journal.clone(), participants, platform, policies };
         let owner = replica_name();
-        let payments = Payments::new(store.clone(), driver.clone(), locks.clone(), owner.clone(), config.saga_lease);
+        let admission = Admission {
+            max_sagas: config.max_sagas_in_flight,
+            start_budget: config.start_budget,
+            answer_budget: config.answer_budget,
+        };
+        let payments = Payments::new(store.clone(), driver.clone(), journal, locks.clone(), owner.clone(), admission);
         let recovery = Recovery { store, driver, locks, owner, every: config.recover_every };
-        Ok(Self { addr, server, db, payments, recovery, config: config.clone() })
+        Ok(Self { addr, server, db, payments, recovery, sql, config: config.clone() })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What this replica ran on MySQL so far (tests count a checkout's statements with it).
+    pub fn sql_counters(&self) -> std::sync::Arc<kit::db::SqlCounters> {
+        self.sql.clone()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {

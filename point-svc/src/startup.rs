@@ -22,7 +22,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &PointConfig) -> anyhow::Result<Self> {
         let settings = &config.service;
-        let kit::startup::Foundation { db, server, addr } = kit::startup::foundation::<Migrator>(settings).await?;
+        let kit::startup::Foundation { db, server, addr, .. } = kit::startup::foundation::<Migrator>(settings).await?;
         Ok(Self { addr, server, db, config: config.clone() })
     }
 

@@ -267,14 +267,17 @@ fn place_order_request(body: PlaceOrder) -> Result<pb::PlaceOrderRequest, Proble
     params(("Idempotency-Key" = String, Header, description = "Required: one order per key; a retry gets the first answer again",
             min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7e]+$")),
     responses((status = 201, body = OrderBody, description = "COMPLETED; `Location`, `ETag` set, `Idempotent-Replayed: true` on a replay"),
+              (status = 202, body = OrderBody, description = "PENDING: not settled within the answer budget (default 5 s); the saga goes on. `Location` and `Retry-After: 1` set; the same request with the same key answers 202 until it settles, then the final answer"),
               (status = 400, body = ProblemDocument, content_type = "application/problem+json", description = "VALIDATION_FAILED or IDEMPOTENCY_KEY_MISSING"),
               (status = 404, body = ProblemDocument, content_type = "application/problem+json", description = "A product or user coupon does not exist; carries `orderId`"),
               (status = 409, body = ProblemDocument, content_type = "application/problem+json",
-               description = "OUT_OF_STOCK (with `productId`), COUPON_NOT_USABLE, INSUFFICIENT_POINTS (with `orderId`), or REQUEST_IN_PROGRESS"),
+               description = "OUT_OF_STOCK (with `productId`), COUPON_NOT_USABLE, INSUFFICIENT_POINTS (with `orderId`)"),
               (status = 422, body = ProblemDocument, content_type = "application/problem+json", description = "IDEMPOTENCY_KEY_REUSED"),
               (status = 502, body = ProblemDocument, content_type = "application/problem+json", description = "EXTERNAL_SERVICE_FAILED: rolled back; carries `orderId`"),
+              (status = 503, body = ProblemDocument, content_type = "application/problem+json",
+               description = "OVERLOADED or UNAVAILABLE without `orderId`: not started, nothing changed, retry after `Retry-After`; UNAVAILABLE with `orderId`: FAILED after a participant stayed down past the forward budget, rolled back (final)"),
               (status = 504, body = ProblemDocument, content_type = "application/problem+json",
-               description = "TIMEOUT; with `orderId` when the order exists but is still PENDING: `GET /v1/orders/{orderId}` tells its outcome")))]
+               description = "TIMEOUT: with `orderId`, FAILED after calls kept missing their deadline past the forward budget, rolled back (final)")))]
 pub async fn place_order(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -292,14 +295,12 @@ pub async fn place_order(
             Ok(order_response(StatusCode::CREATED, order, false, true, replayed))
         }
         Ok(pb::OrderStatus::Failed) => Err(failed_order_problem(&order).replayed(replayed)),
-        // PlaceOrder runs the saga to its end, so this should not happen; if it does, the
-        // outcome is not known yet and recovery will settle it: the client may look it up.
+        // Not settled within the answer budget: the saga goes on by itself; the same key
+        // answers 202 until it settles, then the final answer.
         Ok(pb::OrderStatus::Pending) => {
-            tracing::warn!(order_id = %order.order_id, "PlaceOrder answered a PENDING order");
-            let detail =
-                format!("the order is still being processed; GET /v1/orders/{} tells its outcome", order.order_id);
-            Err(Problem::from_error(ServiceError::new(ErrorCode::Timeout, detail).with_order(order.order_id))
-                .replayed(replayed))
+            let mut response = order_response(StatusCode::ACCEPTED, order, false, true, false);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Ok(response)
         }
         _ => {
             tracing::error!(order_id = %order.order_id, status = order.status, "PlaceOrder answered an order without a status");

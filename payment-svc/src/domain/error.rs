@@ -19,6 +19,8 @@ pub enum PaymentError {
     KeyReused,
     #[error("the order is still being processed; retry with the same Idempotency-Key")]
     StillRunning(String),
+    #[error("too many checkouts are being started; retry shortly")]
+    Overloaded,
     #[error("the payment database is unavailable")]
     Store(#[source] anyhow::Error),
 }
@@ -46,6 +48,7 @@ impl From<PaymentError> for ServiceError {
             PaymentError::StillRunning(order_id) => {
                 ServiceError::new(ErrorCode::Unavailable, detail).with_order(order_id)
             }
+            PaymentError::Overloaded => ServiceError::new(ErrorCode::Overloaded, detail),
             PaymentError::Store(cause) => ServiceError::unavailable("payment database", &format!("{cause:#}")),
         }
     }

@@ -23,9 +23,11 @@ pub struct Participants {
 fn step_error(status: &Status) -> StepError {
     let err = ServiceError::from_status(status);
     match err.code {
-        ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::Internal | ErrorCode::RateLimited => {
-            StepError::Transient { code: err.code, detail: err.detail }
-        }
+        ErrorCode::Unavailable
+        | ErrorCode::Overloaded
+        | ErrorCode::Timeout
+        | ErrorCode::Internal
+        | ErrorCode::RateLimited => StepError::Transient { code: err.code, detail: err.detail },
         code => StepError::Rejected(Failure {
             code: code.as_str().to_owned(),
             product_id: err.product_id,

@@ -1,5 +1,7 @@
 //! `mesh.payment.v1.PaymentService`: proto in, domain out, and back.
 
+use std::time::Duration;
+
 use kit::ServiceError;
 use kit::grpc::{idempotency_key, respond};
 use mesh_proto::payment::v1 as pb;
@@ -10,6 +12,9 @@ use crate::domain::{ListLimit, Order, OrderId, OrderStatus, PaymentError, PlaceO
 use crate::service::Payments;
 
 pub use pb::payment_service_server::PaymentServiceServer;
+
+/// Kept between a checkout's answer and its caller's deadline.
+const ANSWER_MARGIN: Duration = Duration::from_millis(300);
 
 pub struct PaymentGrpc {
     payments: Payments,
@@ -112,7 +117,11 @@ impl PaymentService for PaymentGrpc {
         let key = idempotency_key(&request, "payment.place_order", order.user().get())?.ok_or_else(|| {
             Status::from(ServiceError::new(kit::ErrorCode::IdempotencyKeyMissing, "an Idempotency-Key is required"))
         })?;
-        respond(self.payments.place_order(order, key).await, order_to_proto)
+        // Answer before the caller's deadline, so a slow saga is a PENDING order, not a
+        // deadline error: the margin covers the answer's way back.
+        let patience = kit::grpc::caller_timeout(request.metadata())
+            .map_or(Duration::MAX, |timeout| timeout.saturating_sub(ANSWER_MARGIN));
+        respond(self.payments.place_order(order, key, patience).await, order_to_proto)
     }
 
     async fn get_order(&self, request: Request<pb::GetOrderRequest>) -> Result<Response<pb::Order>, Status> {

@@ -1,14 +1,19 @@
 //! Drives one saga: forward through its steps, or backwards through what was done.
 //!
-//! The log is written before each call (the step's call is counted in the write that
-//! closes the previous step, or in the create) and after each result, always through a
-//! guarded write (lease + fencing epoch). A write that is fenced off ends the drive at once:
-//! someone else owns the saga now, and every participant call it repeats is absorbed by the
-//! barrier. Business rejections turn the saga around at once; transient failures are
-//! retried with backoff, and a forward step that stays down past its budget fails the
-//! checkout. A compensation is never given up: past its budget it is deferred, and
-//! recovery tries again later (visible in the step's attempts and last error, and in
-//! `saga_compensations_deferred_total`).
+//! The participants' barrier rows are the journal: every call is idempotent and answers what
+//! it answered the first time, so the forward drive writes nothing between its start and its
+//! completion (two commits per checkout, both group-committed through [`Journal`]). Anything
+//! else is written only when it goes wrong: a failed call (which also renews the lease), a
+//! step that failed, compensation progress. A drive that stops half-way (a crash, a fenced
+//! write) leaves a saga whose lease runs out; recovery re-drives it from the first step and
+//! gets the same answers back.
+//!
+//! Transient participant failures are retried with capped backoff and jitter for up to the
+//! forward budget, so a restarting participant delays a checkout rather than failing it; the
+//! data platform gets a few attempts (its failure is the order's: 502). A business rejection
+//! turns the saga around at once. A compensation is never given up: past its budget it is
+//! deferred, and recovery tries again later (visible in the step's attempts and last error,
+//! and in `saga_compensations_deferred_total`).
 
 use std::time::Duration;
 
@@ -16,14 +21,19 @@ use kit::saga::{Op, SagaRef};
 use kit::{ErrorCode, ServiceError};
 use tokio_util::sync::CancellationToken;
 
+use super::journal::Journal;
 use super::retry::RetryPolicy;
 use super::{Participants, StepError};
 use crate::domain::{Failure, Order, OrderStatus, Phase, StepName, StepStatus};
 use crate::platform::DataPlatform;
-use crate::store::{SagaRecord, Store, StoredLine, WriteError, Writer};
+use crate::store::{Completion, SagaRecord, Store, WriteError, Writer};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Policies {
+    /// How long transient failures of one participant step are retried before the checkout
+    /// gives up (`PAYMENT_FORWARD_BUDGET_MS`).
+    pub forward_budget: Duration,
+    /// Backoff between those retries (its `attempts` is not used: the budget is time).
     pub participant: RetryPolicy,
     pub platform: RetryPolicy,
     pub compensation: RetryPolicy,
@@ -34,6 +44,7 @@ pub struct Policies {
 #[derive(Clone)]
 pub struct Driver {
     pub store: Store,
+    pub journal: Journal,
     pub participants: Participants,
     pub platform: DataPlatform,
     pub policies: Policies,
@@ -86,17 +97,16 @@ fn touch(order: &mut Order, seq: usize, status: StepStatus) {
 impl Driver {
     /// Drives `saga` as far as it goes now. `lost` fires if the user's lock is lost.
     pub async fn run(&self, saga: SagaRecord, writer: &Writer, lost: &CancellationToken) -> Outcome {
-        let SagaRecord { mut order, phase, idempotency, rounds, .. } = saga;
-        let idem = idempotency.as_ref().map(|(s, k)| (s.as_str(), k.as_str()));
+        let SagaRecord { mut order, phase, rounds, .. } = saga;
         let outcome = match phase {
             Phase::Settled => return Outcome::Settled(order),
-            Phase::Forward => match self.forward(&mut order, writer, lost, idem).await {
+            Phase::Forward => match self.forward(&mut order, writer, lost).await {
                 Ok(true) => Ok(Outcome::Settled(order)),
-                Ok(false) => self.backward(order, writer, lost, false, idem, rounds).await,
+                Ok(false) => self.backward(order, writer, lost, false, rounds).await,
                 Err(stop) => Err(stop),
             },
-            Phase::Compensating => self.backward(order, writer, lost, false, idem, rounds).await,
-            Phase::Cancelling => self.backward(order, writer, lost, true, None, rounds).await,
+            Phase::Compensating => self.backward(order, writer, lost, false, rounds).await,
+            Phase::Cancelling => self.backward(order, writer, lost, true, rounds).await,
         };
         let outcome = outcome.unwrap_or_else(|reason| Outcome::Unsettled(reason.to_owned()));
         let label = match &outcome {
@@ -107,70 +117,89 @@ impl Driver {
         outcome
     }
 
-    /// `Ok(true)`: completed. `Ok(false)`: a step failed, the saga is turned around.
-    async fn forward(
-        &self,
-        order: &mut Order,
-        w: &Writer,
-        lost: &CancellationToken,
-        idem: Option<(&str, &str)>,
-    ) -> Result<bool, &'static str> {
+    /// Every step from the first, then the completion. `Ok(true)`: completed. `Ok(false)`:
+    /// a step failed and the saga is turned around. A re-drive calls the steps that already
+    /// ran again: their barriers answer what they answered before.
+    async fn forward(&self, order: &mut Order, w: &Writer, lost: &CancellationToken) -> Result<bool, &'static str> {
+        let budget_ends = tokio::time::Instant::now() + self.policies.forward_budget;
+        let mut step_rows = order.steps.iter().any(|s| s.attempts > 1 || s.last_error.is_some());
         for seq in 0..order.steps.len() {
-            if order.steps[seq].status == StepStatus::Done {
-                continue;
-            }
             if lost.is_cancelled() {
                 return Err("the user's lock was lost");
             }
             let step = order.steps[seq].name;
-            match self.perform(order, seq, step, w, idem).await {
-                Ok(()) => {}
+            match self.perform(order, seq, w, budget_ends, &mut step_rows).await {
+                Ok(()) => touch(order, seq, StepStatus::Done),
                 Err(Stop::Interrupted) => {
                     return Err("the saga log could not be written (fenced off or database down)");
                 }
                 Err(Stop::Failed(err)) => {
                     let failure = err.into_failure();
                     tracing::info!(order_id = %order.id, step = step.as_str(), code = %failure.code, "checkout step failed; compensating");
+                    touch(order, seq, StepStatus::Failed);
                     self.store
-                        .step_failed(w, &order.id, seq, &failure)
+                        .step_failed(w, order, seq, &failure)
                         .await
                         .map_err(|_| "could not record the failure")?;
-                    touch(order, seq, StepStatus::Failed);
                     order.failure = Some(failure);
                     return Ok(false);
                 }
             }
         }
-        Ok(true)
+        order.status = OrderStatus::Completed;
+        order.updated_at = kit::time::now_millis();
+        for step in &mut order.steps {
+            step.updated_at = order.updated_at;
+        }
+        let completion = Completion { writer: w.clone(), order: order.clone(), step_rows };
+        match self.journal.complete(completion).await {
+            Ok(()) => Ok(true),
+            Err(err) => {
+                if let WriteError::Db(db) = &*err {
+                    tracing::warn!(order_id = %order.id, error = %db, "could not complete the saga; leaving it to recovery");
+                }
+                Err("the completion could not be written (fenced off or database down)")
+            }
+        }
     }
 
-    /// One step's action, retried while transient, and its result recorded.
+    /// One step's action, retried while transient and within its budget; its answer is
+    /// applied to the order in memory.
     async fn perform(
         &self,
         order: &mut Order,
         seq: usize,
-        step: StepName,
         w: &Writer,
-        idem: Option<(&str, &str)>,
+        budget_ends: tokio::time::Instant,
+        step_rows: &mut bool,
     ) -> Result<(), Stop> {
-        let policy = if step == StepName::TransmitData { self.policies.platform } else { self.policies.participant };
+        let step = order.steps[seq].name;
         let mut retry = 0;
-        let result = loop {
-            match self.attempt(order, step).await {
-                Err(StepError::Transient { code, detail }) if retry + 1 < policy.attempts => {
-                    metrics::counter!("saga_step_retries_total", "step" => step.as_str(), "op" => "action")
-                        .increment(1);
-                    self.store.attempt_failed(w, &order.id, seq, &format!("{code}: {detail}")).await?;
-                    tokio::time::sleep(policy.delay(retry)).await;
-                    retry += 1;
-                }
-                other => break other,
+        let reply = loop {
+            let err = match self.attempt(order, step).await {
+                Ok(reply) => break reply,
+                Err(err @ StepError::Rejected(_)) => return Err(Stop::Failed(err)),
+                Err(err) => err,
+            };
+            let (delay, give_up) = if step == StepName::TransmitData {
+                let policy = self.policies.platform;
+                (policy.delay(retry), retry + 1 >= policy.attempts)
+            } else {
+                let delay = self.policies.participant.delay(retry);
+                (delay, tokio::time::Instant::now() + delay >= budget_ends)
+            };
+            if give_up {
+                return Err(Stop::Failed(err));
             }
+            metrics::counter!("saga_step_retries_total", "step" => step.as_str(), "op" => "action").increment(1);
+            tracing::debug!(order_id = %order.id, step = step.as_str(), error = %err.describe(), retry_in = ?delay, "step failed for now; retrying");
+            self.store.attempt_failed(w, &order.id, seq, (step, StepStatus::Pending), &err.describe()).await?;
+            *step_rows = true;
+            tokio::time::sleep(delay).await;
+            retry += 1;
         };
-        let reply = result.map_err(Stop::Failed)?;
-        match (step, reply) {
-            (StepName::ReserveStock, Reply::Prices(prices)) => {
-                let mut lines = Vec::with_capacity(order.lines.len());
+        match reply {
+            Reply::Prices(prices) => {
                 for line in &mut order.lines {
                     let Some(&(_, price)) = prices.iter().find(|(p, _)| *p == line.product_id) else {
                         return Err(Stop::Failed(StepError::Rejected(Failure {
@@ -180,34 +209,17 @@ impl Driver {
                         })));
                     };
                     line.unit_price = price;
-                    lines.push(StoredLine { product_id: line.product_id, unit_price: price });
                 }
                 order.total_amount = order.lines.iter().map(|l| l.amount()).fold(0i64, i64::saturating_add);
+                order.discount_amount = 0;
                 order.paid_amount = order.total_amount;
-                self.store.reserved(w, &order.id, seq, &lines, order.total_amount).await?;
             }
-            (StepName::UseCoupon, Reply::Discount(discount)) => {
+            Reply::Discount(discount) => {
                 order.discount_amount = discount.clamp(0, order.total_amount);
                 order.paid_amount = order.total_amount - order.discount_amount;
-                self.store.discounted(w, &order.id, seq, order.discount_amount).await?;
             }
-            (StepName::PayPoints | StepName::RecordPayment, _) => {
-                let pay_seq = if step == StepName::PayPoints { seq } else { seq - 1 };
-                self.store.paid(w, order, pay_seq, pay_seq + 1).await?;
-                touch(order, pay_seq, StepStatus::Done);
-                touch(order, pay_seq + 1, StepStatus::Done);
-                return Ok(());
-            }
-            (StepName::TransmitData, _) => {
-                touch(order, seq, StepStatus::Done);
-                order.status = OrderStatus::Completed;
-                let answer = kit::idempotency::encode(&*order);
-                self.store.completed(w, &order.id, seq, idem, answer).await?;
-                return Ok(());
-            }
-            _ => {}
+            Reply::Done => {}
         }
-        touch(order, seq, StepStatus::Done);
         Ok(())
     }
 
@@ -237,7 +249,6 @@ impl Driver {
         w: &Writer,
         lost: &CancellationToken,
         cancel: bool,
-        idem: Option<(&str, &str)>,
         rounds: i32,
     ) -> Result<Outcome, &'static str> {
         for seq in (0..order.steps.len()).rev() {
@@ -258,7 +269,10 @@ impl Driver {
                         let error = err.describe();
                         metrics::counter!("saga_step_retries_total", "step" => step.as_str(), "op" => "compensation")
                             .increment(1);
-                        self.store.attempt_failed(w, &order.id, seq, &error).await.map_err(|_| "fenced off")?;
+                        self.store
+                            .attempt_failed(w, &order.id, seq, (step, was), &error)
+                            .await
+                            .map_err(|_| "fenced off")?;
                         if retry + 1 >= policy.attempts {
                             let later = self.policies.deferral.delay(rounds.max(0) as u32);
                             tracing::warn!(order_id = %order.id, step = step.as_str(), %error, retry_in = ?later, "compensation keeps failing; deferred to recovery");
@@ -275,10 +289,7 @@ impl Driver {
                     }
                 }
             }
-            self.store
-                .compensated(w, &order.id, seq, was, step == StepName::RecordPayment)
-                .await
-                .map_err(|_| "fenced off")?;
+            self.store.compensated(w, &order.id, seq, step, was).await.map_err(|_| "fenced off")?;
             if was != StepStatus::Failed {
                 touch(&mut order, seq, StepStatus::Compensated);
             }
@@ -290,8 +301,7 @@ impl Driver {
             order.status = OrderStatus::Failed;
         }
         order.updated_at = kit::time::now_millis();
-        let answer = kit::idempotency::encode(&order);
-        self.store.rolled_back(w, &order.id, cancel, idem, answer).await.map_err(|_| "fenced off")?;
+        self.store.rolled_back(w, &order.id, cancel, &order).await.map_err(|_| "fenced off")?;
         Ok(Outcome::Settled(order))
     }
 
@@ -316,12 +326,14 @@ enum Reply {
     Done,
 }
 
-/// Default timings: the forward budget keeps a checkout within a client's patience; a
-/// compensation round is longer, and deferred rounds back off up to a minute.
+/// Default timings: transient participant failures are retried for 30 s (a participant's
+/// restart delays checkouts instead of failing them); the data platform gets four attempts;
+/// a compensation round is longer, and deferred rounds back off up to a minute.
 pub fn default_policies() -> Policies {
     let ms = Duration::from_millis;
     Policies {
-        participant: RetryPolicy { attempts: 4, base: ms(50), cap: ms(400) },
+        forward_budget: ms(30_000),
+        participant: RetryPolicy { attempts: u32::MAX, base: ms(50), cap: ms(1_000) },
         platform: RetryPolicy { attempts: 4, base: ms(100), cap: ms(800) },
         compensation: RetryPolicy { attempts: 5, base: ms(50), cap: ms(800) },
         deferral: RetryPolicy { attempts: u32::MAX, base: ms(500), cap: ms(60_000) },

@@ -22,9 +22,23 @@ impl UserLocks {
         Self { redlock, wait }
     }
 
+    /// The resource (and fence) name of user `user_id`'s lock.
+    pub fn resource(user_id: i64) -> String {
+        format!("user:{user_id}")
+    }
+
+    /// Takes user `user_id`'s lock, waiting at most `wait` (and never longer than the
+    /// configured wait); the caller mints the epoch in its own first write.
+    pub async fn acquire(&self, user_id: i64, wait: Duration) -> Result<HeldLock, PaymentError> {
+        self.redlock.acquire(&Self::resource(user_id), wait.min(self.wait)).await.map_err(|err| {
+            tracing::info!(user_id, error = %err, "user lock not acquired");
+            PaymentError::UserBusy
+        })
+    }
+
     /// Takes user `user_id`'s lock and mints the epoch `owner` will write with.
     pub async fn lock(&self, store: &Store, owner: &str, user_id: i64) -> Result<(HeldLock, Writer), PaymentError> {
-        let resource = format!("user:{user_id}");
+        let resource = Self::resource(user_id);
         let held = self.redlock.acquire(&resource, self.wait).await.map_err(|err| {
             tracing::info!(user_id, error = %err, "user lock not acquired");
             PaymentError::UserBusy

@@ -1,7 +1,8 @@
 //! The checkout saga orchestrator (DESIGN.md, "The saga orchestrator").
 //!
 //! - [`driver`]: drives one saga forward step by step, or backwards (a failed checkout, a
-//!   cancel), writing the saga log before each call and after each result.
+//!   cancel); on the happy path it writes only the saga's start and its completion.
+//! - [`journal`]: group commit of those two writes across concurrent checkouts.
 //! - [`recovery`]: on start and periodically, claims sagas whose lease ran out (a crashed or
 //!   stalled driver, a compensation waiting for its retry) and drives them on.
 //! - [`retry`]: capped exponential backoff with jitter.
@@ -11,6 +12,7 @@
 //! data platform through [`crate::platform`]; both answer in terms of [`StepError`].
 
 pub mod driver;
+pub mod journal;
 pub mod locks;
 pub mod recovery;
 pub mod retry;

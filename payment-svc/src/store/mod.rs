@@ -10,6 +10,8 @@
 
 mod orders;
 mod saga;
+mod settle;
+mod start;
 
 use std::time::Duration;
 
@@ -17,13 +19,16 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
 };
 
-pub use saga::{CancelRefused, SagaRecord, StoredLine};
+pub use saga::{CancelRefused, SagaRecord};
+pub use settle::Completion;
+pub use start::{NewCheckout, StartOutcome};
 
 use crate::domain::PaymentError;
 
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    sql: std::sync::Arc<kit::db::SqlCounters>,
     /// How long a driver owns a saga after each of its writes.
     lease: Duration,
 }
@@ -67,21 +72,31 @@ pub(crate) fn stmt(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) 
 }
 
 impl Store {
-    pub fn new(db: DatabaseConnection, lease: Duration) -> Self {
-        Self { db, lease }
+    pub fn new(db: DatabaseConnection, sql: std::sync::Arc<kit::db::SqlCounters>, lease: Duration) -> Self {
+        Self { db, sql, lease }
+    }
+
+    /// Every transaction payment-svc opens starts here, so each is counted.
+    async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.sql.began();
+        self.db.begin().await
     }
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
 
+    fn lease_span(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(30))
+    }
+
     fn lease_end(&self) -> chrono::NaiveDateTime {
-        now() + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(30))
+        now() + self.lease_span()
     }
 
     /// Opens a transaction in which `writer` still owns saga `id`, or says it is fenced off.
     async fn guarded(&self, writer: &Writer, id: &str) -> Result<DatabaseTransaction, WriteError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin().await?;
         let matched = txn
             .execute_raw(stmt(
                 "UPDATE saga s JOIN lock_fence f ON f.resource = ? \
@@ -111,7 +126,7 @@ impl Store {
     /// writes that start a drive (no lease to check yet). The shared lock on the fence row
     /// keeps a newer epoch from being minted until the transaction ends.
     async fn fenced(&self, writer: &Writer) -> Result<DatabaseTransaction, WriteError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin().await?;
         let epoch: Option<i64> = txn
             .query_one_raw(stmt(
                 "SELECT epoch FROM lock_fence WHERE resource = ? LOCK IN SHARE MODE",

@@ -1,96 +1,16 @@
 //! Creating a checkout's rows and reading orders back.
 
-use kit::idempotency::IdempotencyKey;
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 
-use super::{Store, WriteError, Writer, stmt, store_err};
+use super::{Store, stmt, store_err};
 use crate::domain::{
-    Failure, ListLimit, Order, OrderId, OrderLine, OrderStatus, PaymentError, PlaceOrder, StepName, StepState,
-    StepStatus, UserId,
+    Failure, ListLimit, Order, OrderId, OrderLine, OrderStatus, PaymentError, StepName, StepState, StepStatus, UserId,
 };
 
 const ORDER_COLUMNS: &str = "id, user_id, status, total_amount, discount_amount, paid_amount, user_coupon_id, \
      failure_code, failure_product_id, failure_detail, version, created_at, updated_at";
 
 impl Store {
-    /// Writes a new checkout (order, lines, saga owned by `writer`, every step PENDING) in
-    /// one transaction, if `writer`'s epoch is still the newest. `Ok(false)`: the order
-    /// already exists (a retry of the same key got here first), nothing written.
-    pub async fn create_checkout(
-        &self,
-        writer: &Writer,
-        id: &OrderId,
-        request: &PlaceOrder,
-        idempotency: Option<&IdempotencyKey>,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, WriteError> {
-        let txn = self.fenced(writer).await?;
-        let at = at.naive_utc();
-        let (user, coupon) = (request.user().get(), request.coupon().map(|c| c.get()));
-        let inserted = txn
-            .execute_raw(stmt(
-                "INSERT IGNORE INTO orders (id, user_id, status, user_coupon_id, version, created_at, updated_at) \
-                 VALUES (?, ?, 'PENDING', ?, 1, ?, ?)",
-                [id.as_str().into(), user.into(), coupon.into(), at.into(), at.into()],
-            ))
-            .await?
-            .rows_affected();
-        if inserted == 0 {
-            let _ = txn.rollback().await;
-            return Ok(false);
-        }
-        let mut values: Vec<Value> = Vec::new();
-        for (no, line) in request.lines().iter().enumerate() {
-            values.extend([
-                id.as_str().into(),
-                (no as i32).into(),
-                line.product.get().into(),
-                line.quantity.get().into(),
-            ]);
-        }
-        let rows = vec!["(?, ?, ?, ?)"; request.lines().len()].join(", ");
-        txn.execute_raw(stmt(
-            &format!("INSERT INTO order_line (order_id, line_no, product_id, quantity) VALUES {rows}"),
-            values,
-        ))
-        .await?;
-        let scope = idempotency.map(|k| k.scope().to_owned());
-        let key = idempotency.map(|k| k.key().to_owned());
-        let hash = idempotency.map(|k| k.fingerprint().to_vec());
-        txn.execute_raw(stmt(
-            "INSERT INTO saga (id, user_id, phase, owner, lease_until, fence_epoch, idem_scope, idem_key, \
-             idem_hash, created_at, updated_at) VALUES (?, ?, 'FORWARD', ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                id.as_str().into(),
-                user.into(),
-                writer.owner.as_str().into(),
-                self.lease_end().into(),
-                writer.epoch.into(),
-                scope.into(),
-                key.into(),
-                hash.into(),
-                at.into(),
-                at.into(),
-            ],
-        ))
-        .await?;
-        let plan = StepName::plan(coupon.is_some());
-        let mut values: Vec<Value> = Vec::new();
-        for (seq, step) in plan.iter().enumerate() {
-            // The first step's call is made right after this commit: counted here.
-            let attempts = i32::from(seq == 0);
-            values.extend([id.as_str().into(), (seq as i32).into(), step.as_str().into(), attempts.into(), at.into()]);
-        }
-        let rows = vec!["(?, ?, ?, 'PENDING', ?, ?)"; plan.len()].join(", ");
-        txn.execute_raw(stmt(
-            &format!("INSERT INTO saga_step (saga_id, seq, name, status, attempts, updated_at) VALUES {rows}"),
-            values,
-        ))
-        .await?;
-        txn.commit().await?;
-        Ok(true)
-    }
-
     /// The order with its lines and steps.
     pub async fn order(&self, id: &OrderId) -> Result<Option<Order>, PaymentError> {
         let row = self
@@ -101,7 +21,7 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let mut order = order_from_row(&row).map_err(store_err)?;
         order.lines = self.lines(&[id.as_str()]).await?.into_iter().map(|(_, line)| line).collect();
-        order.steps = self.steps(id.as_str()).await?;
+        order.steps = self.steps(&order).await?;
         Ok(Some(order))
     }
 
@@ -155,29 +75,57 @@ impl Store {
             .map_err(store_err)
     }
 
-    pub(super) async fn steps(&self, id: &str) -> Result<Vec<StepState>, PaymentError> {
+    /// The saga's steps as the order shows them. A step has a row of its own only once
+    /// something happened to it off the happy path (a failed call, a failure, a
+    /// compensation); a step without one is what the order's state implies: DONE in a
+    /// checkout that completed (every step ran once) or before the step that failed, else
+    /// PENDING (not run yet, or running now).
+    pub(super) async fn steps(&self, order: &Order) -> Result<Vec<StepState>, PaymentError> {
         let rows = self
             .db
             .query_all_raw(stmt(
-                "SELECT name, status, attempts, last_error, updated_at FROM saga_step WHERE saga_id = ? ORDER BY seq",
-                [id.into()],
+                "SELECT seq, status, attempts, last_error, updated_at FROM saga_step WHERE saga_id = ? ORDER BY seq",
+                [order.id.as_str().into()],
             ))
             .await
             .map_err(store_err)?;
-        rows.iter()
-            .map(|row| -> Result<StepState, sea_orm::DbErr> {
-                let name: String = row.try_get_by_index(0)?;
-                let status: String = row.try_get_by_index(1)?;
-                Ok(StepState {
-                    name: StepName::parse(&name).ok_or_else(|| unknown("step name", &name))?,
-                    status: StepStatus::parse(&status).ok_or_else(|| unknown("step status", &status))?,
-                    attempts: row.try_get_by_index(2)?,
-                    last_error: row.try_get_by_index(3)?,
-                    updated_at: row.try_get_by_index::<chrono::NaiveDateTime>(4)?.and_utc(),
-                })
+        let mut written = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let status: String = row.try_get_by_index(1).map_err(store_err)?;
+            written.push((
+                row.try_get_by_index::<i8>(0).map_err(store_err)? as usize,
+                StepStatus::parse(&status).ok_or_else(|| store_err(unknown("step status", &status)))?,
+                row.try_get_by_index::<i32>(2).map_err(store_err)?,
+                row.try_get_by_index::<Option<String>>(3).map_err(store_err)?,
+                row.try_get_by_index::<chrono::NaiveDateTime>(4).map_err(store_err)?.and_utc(),
+            ));
+        }
+        let failed_at = written.iter().find(|w| w.1 == StepStatus::Failed).map(|w| w.0);
+        let ran = matches!(order.status, OrderStatus::Completed | OrderStatus::Cancelling | OrderStatus::Cancelled);
+        let plan = StepName::plan(order.user_coupon_id.is_some());
+        Ok(plan
+            .into_iter()
+            .enumerate()
+            .map(|(seq, name)| match written.iter().find(|w| w.0 == seq) {
+                Some((_, status, attempts, last_error, updated_at)) => StepState {
+                    name,
+                    status: *status,
+                    attempts: *attempts,
+                    last_error: last_error.clone(),
+                    updated_at: *updated_at,
+                },
+                None => {
+                    let done = ran || failed_at.is_some_and(|failed| seq < failed);
+                    StepState {
+                        name,
+                        status: if done { StepStatus::Done } else { StepStatus::Pending },
+                        attempts: i32::from(done),
+                        last_error: None,
+                        updated_at: order.updated_at,
+                    }
+                }
             })
-            .collect::<Result<_, _>>()
-            .map_err(store_err)
+            .collect())
     }
 }
 

@@ -4,25 +4,18 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
 use super::orders::unknown;
 use super::{Store, WriteError, Writer, now, stmt, store_err};
-use crate::domain::{Failure, Order, OrderId, PaymentError, Phase, StepStatus};
+use crate::domain::{Failure, Order, OrderId, PaymentError, Phase, StepName, StepStatus};
 
 /// A saga as a driver resumes it: the order (lines, amounts, steps) and the driving state.
 #[derive(Clone, Debug)]
 pub struct SagaRecord {
     pub order: Order,
     pub phase: Phase,
-    /// The checkout's Idempotency-Key (scope, key), completed when the saga settles.
-    pub idempotency: Option<(String, String)>,
     /// Fingerprint of the checkout request that started it (see `kit::idempotency`).
     pub request_hash: Option<Vec<u8>>,
     pub rounds: i32,
-}
-
-/// A reserved line's price, as inventory-svc answered it.
-#[derive(Clone, Copy, Debug)]
-pub struct StoredLine {
-    pub product_id: i64,
-    pub unit_price: i64,
+    /// A settled checkout's answer, as it was when it settled.
+    pub answer: Option<Order>,
 }
 
 /// Why a cancel could not start.
@@ -32,41 +25,32 @@ pub enum CancelRefused {
     Changed,
 }
 
+/// Writes step `seq`'s own row (steps without one show what the order's state implies, see
+/// `orders::steps`). `call` counts one more call made for the step.
 async fn set_step<C: ConnectionTrait>(
     conn: &C,
     id: &str,
     seq: usize,
+    name: StepName,
     status: StepStatus,
     error: Option<&str>,
+    call: bool,
 ) -> Result<(), DbErr> {
+    let (error, calls) = (error.map(truncate), i32::from(call));
     conn.execute_raw(stmt(
-        "UPDATE saga_step SET status = ?, last_error = ?, updated_at = ? WHERE saga_id = ? AND seq = ?",
-        [status.as_str().into(), error.map(truncate).into(), now().into(), id.into(), (seq as i32).into()],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// Steps `first..=last` done and the call of step `last + 1` counted ("written before each
-/// call"), in one statement: a saga's hot path writes its steps once per transaction.
-async fn advance<C: ConnectionTrait>(conn: &C, id: &str, first: usize, last: usize) -> Result<(), DbErr> {
-    let (first, last) = (first as i32, last as i32);
-    conn.execute_raw(stmt(
-        "UPDATE saga_step SET \
-           status = IF(seq <= ?, 'DONE', status), \
-           attempts = attempts + IF(seq = ? + 1 OR (seq > ? AND seq <= ?), 1, 0), \
-           last_error = IF(seq <= ?, NULL, last_error), updated_at = ? \
-         WHERE saga_id = ? AND seq BETWEEN ? AND ? + 1",
+        "INSERT INTO saga_step (saga_id, seq, name, status, attempts, last_error, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+         status = VALUES(status), attempts = attempts + ?, last_error = VALUES(last_error), \
+         updated_at = VALUES(updated_at)",
         [
-            last.into(),
-            last.into(),
-            first.into(),
-            last.into(),
-            last.into(),
-            now().into(),
             id.into(),
-            first.into(),
-            last.into(),
+            (seq as i32).into(),
+            name.as_str().into(),
+            status.as_str().into(),
+            calls.into(),
+            error.into(),
+            now().into(),
+            calls.into(),
         ],
     ))
     .await?;
@@ -85,23 +69,21 @@ impl Store {
     pub async fn saga(&self, id: &OrderId) -> Result<Option<SagaRecord>, PaymentError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                "SELECT phase, idem_scope, idem_key, rounds, idem_hash FROM saga WHERE id = ?",
-                [id.as_str().into()],
-            ))
+            .query_one_raw(stmt("SELECT phase, rounds, idem_hash, answer FROM saga WHERE id = ?", [id.as_str().into()]))
             .await
             .map_err(store_err)?;
         let Some(row) = row else { return Ok(None) };
         let Some(order) = self.order(id).await? else { return Ok(None) };
         let phase: String = row.try_get_by_index(0).map_err(store_err)?;
-        let scope: Option<String> = row.try_get_by_index(1).map_err(store_err)?;
-        let key: Option<String> = row.try_get_by_index(2).map_err(store_err)?;
         Ok(Some(SagaRecord {
             order,
             phase: Phase::parse(&phase).ok_or_else(|| store_err(unknown("saga phase", &phase)))?,
-            idempotency: scope.zip(key),
-            rounds: row.try_get_by_index(3).map_err(store_err)?,
-            request_hash: row.try_get_by_index(4).map_err(store_err)?,
+            rounds: row.try_get_by_index(1).map_err(store_err)?,
+            request_hash: row.try_get_by_index(2).map_err(store_err)?,
+            answer: row
+                .try_get_by_index::<Option<Vec<u8>>>(3)
+                .map_err(store_err)?
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
         }))
     }
 
@@ -147,115 +129,58 @@ impl Store {
         Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose().map_err(store_err)?.unwrap_or(0))
     }
 
-    /// RESERVE_STOCK done: prices and total recorded, the next step's call counted.
-    pub async fn reserved(
+    /// A step's action failed for good: record why, and turn the saga around.
+    /// The amounts and prices learnt before the failure are kept, so the FAILED order shows
+    /// what was asked and rolled back.
+    pub async fn step_failed(
         &self,
         w: &Writer,
-        id: &str,
+        order: &Order,
         seq: usize,
-        lines: &[StoredLine],
-        total: i64,
+        failure: &Failure,
     ) -> Result<(), WriteError> {
-        let txn = self.guarded(w, id).await?;
-        for line in lines {
-            txn.execute_raw(stmt(
-                "UPDATE order_line SET unit_price = ? WHERE order_id = ? AND product_id = ?",
-                [line.unit_price.into(), id.into(), line.product_id.into()],
-            ))
-            .await?;
-        }
-        txn.execute_raw(stmt(
-            "UPDATE orders SET total_amount = ?, paid_amount = ?, updated_at = ? WHERE id = ?",
-            [total.into(), total.into(), now().into(), id.into()],
-        ))
-        .await?;
-        advance(&txn, id, seq, seq).await?;
-        commit(txn).await
-    }
-
-    /// USE_COUPON done: the discount and what is left to pay.
-    pub async fn discounted(&self, w: &Writer, id: &str, seq: usize, discount: i64) -> Result<(), WriteError> {
-        let txn = self.guarded(w, id).await?;
-        txn.execute_raw(stmt(
-            "UPDATE orders SET discount_amount = ?, paid_amount = total_amount - ?, updated_at = ? WHERE id = ?",
-            [discount.into(), discount.into(), now().into(), id.into()],
-        ))
-        .await?;
-        advance(&txn, id, seq, seq).await?;
-        commit(txn).await
-    }
-
-    /// PAY_POINTS done and RECORD_PAYMENT (a local step) done with it: the payment row is
-    /// written in the same transaction that records the points as taken, so one never
-    /// exists without the other.
-    pub async fn paid(&self, w: &Writer, order: &Order, pay_seq: usize, record_seq: usize) -> Result<(), WriteError> {
         let id = order.id.as_str();
         let txn = self.guarded(w, id).await?;
+        set_step(&txn, id, seq, order.steps[seq].name, StepStatus::Failed, Some(&failure.detail), true).await?;
         txn.execute_raw(stmt(
-            "INSERT IGNORE INTO payment (order_id, user_id, points_amount, discount_amount, status, created_at) \
-             VALUES (?, ?, ?, ?, 'PAID', ?)",
-            [id.into(), order.user_id.into(), order.paid_amount.into(), order.discount_amount.into(), now().into()],
-        ))
-        .await?;
-        advance(&txn, id, pay_seq, record_seq).await?;
-        commit(txn).await
-    }
-
-    /// The last step done: the order COMPLETED, the saga settled, and the checkout's
-    /// Idempotency-Key answered with `answer`, all in one commit.
-    pub async fn completed(
-        &self,
-        w: &Writer,
-        id: &str,
-        seq: usize,
-        idempotency: Option<(&str, &str)>,
-        answer: Vec<u8>,
-    ) -> Result<(), WriteError> {
-        let txn = self.guarded(w, id).await?;
-        set_step(&txn, id, seq, StepStatus::Done, None).await?;
-        let moved = txn
-            .execute_raw(stmt(
-                "UPDATE orders SET status = 'COMPLETED', updated_at = ? WHERE id = ? AND status = 'PENDING'",
-                [now().into(), id.into()],
-            ))
-            .await?
-            .rows_affected();
-        if moved != 1 {
-            let _ = txn.rollback().await;
-            return Err(WriteError::Fenced);
-        }
-        settle(&txn, id, idempotency, answer).await?;
-        commit(txn).await
-    }
-
-    /// A step's action failed for good: record why, and turn the saga around.
-    pub async fn step_failed(&self, w: &Writer, id: &str, seq: usize, failure: &Failure) -> Result<(), WriteError> {
-        let txn = self.guarded(w, id).await?;
-        set_step(&txn, id, seq, StepStatus::Failed, Some(&failure.detail)).await?;
-        txn.execute_raw(stmt(
-            "UPDATE orders SET failure_code = ?, failure_product_id = ?, failure_detail = ?, updated_at = ? \
-             WHERE id = ?",
+            "UPDATE orders SET failure_code = ?, failure_product_id = ?, failure_detail = ?, total_amount = ?, \
+             discount_amount = ?, paid_amount = ?, updated_at = ? WHERE id = ?",
             [
                 failure.code.as_str().into(),
                 failure.product_id.into(),
                 truncate(&failure.detail).into(),
+                order.total_amount.into(),
+                order.discount_amount.into(),
+                order.paid_amount.into(),
                 now().into(),
                 id.into(),
             ],
         ))
         .await?;
+        for (no, line) in order.lines.iter().enumerate().filter(|(_, l)| l.unit_price > 0) {
+            txn.execute_raw(stmt(
+                "UPDATE order_line SET unit_price = ? WHERE order_id = ? AND line_no = ?",
+                [line.unit_price.into(), id.into(), (no as i32).into()],
+            ))
+            .await?;
+        }
         txn.execute_raw(stmt("UPDATE saga SET phase = 'COMPENSATING' WHERE id = ?", [id.into()])).await?;
         commit(txn).await
     }
 
     /// One attempt of step `seq` (either way) failed and will be retried: visible on the order.
-    pub async fn attempt_failed(&self, w: &Writer, id: &str, seq: usize, error: &str) -> Result<(), WriteError> {
+    /// The step keeps its status; the write also renews the driver's lease, so a saga that
+    /// keeps retrying is never mistaken for an abandoned one.
+    pub async fn attempt_failed(
+        &self,
+        w: &Writer,
+        id: &str,
+        seq: usize,
+        step: (StepName, StepStatus),
+        error: &str,
+    ) -> Result<(), WriteError> {
         let txn = self.guarded(w, id).await?;
-        txn.execute_raw(stmt(
-            "UPDATE saga_step SET attempts = attempts + 1, last_error = ?, updated_at = ? WHERE saga_id = ? AND seq = ?",
-            [truncate(error).into(), now().into(), id.into(), (seq as i32).into()],
-        ))
-        .await?;
+        set_step(&txn, id, seq, step.0, step.1, Some(error), true).await?;
         commit(txn).await
     }
 
@@ -266,13 +191,22 @@ impl Store {
         w: &Writer,
         id: &str,
         seq: usize,
+        step: StepName,
         was: StepStatus,
-        payment_record: bool,
     ) -> Result<(), WriteError> {
         let txn = self.guarded(w, id).await?;
         let status = if was == StepStatus::Failed { StepStatus::Failed } else { StepStatus::Compensated };
-        set_step(&txn, id, seq, status, None).await?;
-        if payment_record {
+        // A FAILED step keeps the error that failed it.
+        if was == StepStatus::Failed {
+            txn.execute_raw(stmt(
+                "UPDATE saga_step SET attempts = attempts + 1, updated_at = ? WHERE saga_id = ? AND seq = ?",
+                [now().into(), id.into(), (seq as i32).into()],
+            ))
+            .await?;
+        } else {
+            set_step(&txn, id, seq, step, status, None, true).await?;
+        }
+        if step == StepName::RecordPayment {
             txn.execute_raw(stmt(
                 "UPDATE payment SET status = 'REFUNDED', refunded_at = ? WHERE order_id = ? AND status = 'PAID'",
                 [now().into(), id.into()],
@@ -283,15 +217,8 @@ impl Store {
     }
 
     /// Every step undone: the order ends FAILED (a checkout) or CANCELLED (a cancel: one more
-    /// version), the saga settles, and a checkout's key gets its answer.
-    pub async fn rolled_back(
-        &self,
-        w: &Writer,
-        id: &str,
-        cancel: bool,
-        idempotency: Option<(&str, &str)>,
-        answer: Vec<u8>,
-    ) -> Result<(), WriteError> {
+    /// version) and the saga settles. The order is the checkout key's answer from then on.
+    pub async fn rolled_back(&self, w: &Writer, id: &str, cancel: bool, answer: &Order) -> Result<(), WriteError> {
         let txn = self.guarded(w, id).await?;
         let sql = if cancel {
             "UPDATE orders SET status = 'CANCELLED', version = version + 1, updated_at = ? \
@@ -304,7 +231,12 @@ impl Store {
             let _ = txn.rollback().await;
             return Err(WriteError::Fenced);
         }
-        settle(&txn, id, idempotency, answer).await?;
+        // A cancel keeps the checkout's answer: it has its own key and answer.
+        txn.execute_raw(stmt(
+            "UPDATE saga SET phase = 'SETTLED', last_error = NULL, answer = IF(?, answer, ?) WHERE id = ?",
+            [cancel.into(), kit::idempotency::encode(answer).into(), id.into()],
+        ))
+        .await?;
         commit(txn).await
     }
 
@@ -357,17 +289,4 @@ impl Store {
         commit(txn).await?;
         Ok(Ok(()))
     }
-}
-
-async fn settle(
-    txn: &DatabaseTransaction,
-    id: &str,
-    idempotency: Option<(&str, &str)>,
-    answer: Vec<u8>,
-) -> Result<(), DbErr> {
-    txn.execute_raw(stmt("UPDATE saga SET phase = 'SETTLED', last_error = NULL WHERE id = ?", [id.into()])).await?;
-    if let Some((scope, key)) = idempotency {
-        kit::idempotency::complete_ok_by_name(txn, scope, key, answer).await?;
-    }
-    Ok(())
 }

@@ -25,6 +25,12 @@ pub struct TestMesh {
     pub platform: String,
     pub inventory_addr: SocketAddr,
     pub inventory_stop: CancellationToken,
+    pub point_addr: SocketAddr,
+    pub point_stop: CancellationToken,
+    pub coupon_addr: SocketAddr,
+    pub coupon_stop: CancellationToken,
+    /// What each payment replica ran on MySQL.
+    pub payment_sql: Vec<std::sync::Arc<kit::db::SqlCounters>>,
     pub payment_stops: Vec<CancellationToken>,
     shutdown: CancellationToken,
     http: reqwest::Client,
@@ -38,6 +44,7 @@ pub struct PaymentTuning {
     pub saga_lease: Duration,
     pub recover_every: Duration,
     pub lock_ttl: Duration,
+    pub forward_budget: Duration,
 }
 
 impl Default for PaymentTuning {
@@ -48,6 +55,7 @@ impl Default for PaymentTuning {
             saga_lease: Duration::from_secs(10),
             recover_every: Duration::from_secs(1),
             lock_ttl: Duration::from_secs(10),
+            forward_budget: Duration::from_secs(30),
         }
     }
 }
@@ -77,22 +85,10 @@ pub async fn spawn_mesh_with(tuning: PaymentTuning) -> TestMesh {
     let inventory_stop = shutdown.child_token();
     let inventory_addr = start_inventory(&prefix, None, inventory_stop.clone()).await;
 
-    let service = kit::testing::service_settings(&format!("{prefix}point"), &prefix);
-    let config = point_svc::config::PointConfig {
-        service,
-        idempotency_retention: Duration::from_secs(24 * 3600),
-        idempotency_purge_every: Duration::from_secs(3600),
-    };
-    let point = point_svc::startup::Application::build(&config).await.expect("point-svc builds");
-    let point_addr = point.addr();
-    tokio::spawn(point.run_until_stopped(shutdown.clone()));
-
-    let service = kit::testing::service_settings(&format!("{prefix}coupon"), &prefix);
-    let config =
-        coupon_svc::config::CouponConfig { service, issue_batch_max: 512, reconcile_every: Duration::from_secs(3600) };
-    let coupon = coupon_svc::startup::Application::build(&config).await.expect("coupon-svc builds");
-    let coupon_addr = coupon.addr();
-    tokio::spawn(coupon.run_until_stopped(shutdown.clone()));
+    let point_stop = shutdown.child_token();
+    let point_addr = start_point(&prefix, None, point_stop.clone()).await;
+    let coupon_stop = shutdown.child_token();
+    let coupon_addr = start_coupon(&prefix, None, coupon_stop.clone()).await;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let platform = format!("http://{}", listener.local_addr().unwrap());
@@ -112,12 +108,16 @@ pub async fn spawn_mesh_with(tuning: PaymentTuning) -> TestMesh {
     payment_config.saga_lease = tuning.saga_lease;
     payment_config.recover_every = tuning.recover_every;
     payment_config.lock_ttl = tuning.lock_ttl;
+    payment_config.forward_budget = tuning.forward_budget;
     payment_config.participant_timeout = Duration::from_millis(1_500);
     let mut payments = Vec::new();
     let mut payment_stops = Vec::new();
+    let mut payment_sql = Vec::new();
     for _ in 0..tuning.replicas {
         let stop = shutdown.child_token();
-        payments.push(start_payment(&payment_config, stop.clone()).await);
+        let (client, sql) = start_payment_counted(&payment_config, stop.clone()).await;
+        payments.push(client);
+        payment_sql.push(sql);
         payment_stops.push(stop);
     }
     TestMesh {
@@ -129,6 +129,11 @@ pub async fn spawn_mesh_with(tuning: PaymentTuning) -> TestMesh {
         platform,
         inventory_addr,
         inventory_stop,
+        point_addr,
+        point_stop,
+        coupon_addr,
+        coupon_stop,
+        payment_sql,
         payment_stops,
         prefix,
         shutdown,
@@ -138,10 +143,49 @@ pub async fn spawn_mesh_with(tuning: PaymentTuning) -> TestMesh {
 
 /// A payment-svc replica on the current runtime; a client to it.
 pub async fn start_payment(config: &PaymentConfig, stop: CancellationToken) -> PaymentServiceClient<Channel> {
+    start_payment_counted(config, stop).await.0
+}
+
+/// [`start_payment`], with the replica's SQL counters.
+pub async fn start_payment_counted(
+    config: &PaymentConfig,
+    stop: CancellationToken,
+) -> (PaymentServiceClient<Channel>, std::sync::Arc<kit::db::SqlCounters>) {
     let app = payment_svc::startup::Application::build(config).await.expect("payment-svc builds");
+    let (addr, sql) = (app.addr(), app.sql_counters());
+    tokio::spawn(app.run_until_stopped(stop));
+    (PaymentServiceClient::connect(format!("http://{addr}")).await.unwrap(), sql)
+}
+
+/// point-svc on `addr` (or a free port), until `stop`.
+pub async fn start_point(prefix: &str, addr: Option<SocketAddr>, stop: CancellationToken) -> SocketAddr {
+    let mut service = kit::testing::service_settings(&format!("{prefix}point"), prefix);
+    if let Some(addr) = addr {
+        service.grpc_addr = addr;
+    }
+    let config = point_svc::config::PointConfig {
+        service,
+        idempotency_retention: Duration::from_secs(24 * 3600),
+        idempotency_purge_every: Duration::from_secs(3600),
+    };
+    let app = point_svc::startup::Application::build(&config).await.expect("point-svc builds");
     let addr = app.addr();
     tokio::spawn(app.run_until_stopped(stop));
-    PaymentServiceClient::connect(format!("http://{addr}")).await.unwrap()
+    addr
+}
+
+/// coupon-svc on `addr` (or a free port), until `stop`.
+pub async fn start_coupon(prefix: &str, addr: Option<SocketAddr>, stop: CancellationToken) -> SocketAddr {
+    let mut service = kit::testing::service_settings(&format!("{prefix}coupon"), prefix);
+    if let Some(addr) = addr {
+        service.grpc_addr = addr;
+    }
+    let config =
+        coupon_svc::config::CouponConfig { service, issue_batch_max: 512, reconcile_every: Duration::from_secs(3600) };
+    let app = coupon_svc::startup::Application::build(&config).await.expect("coupon-svc builds");
+    let addr = app.addr();
+    tokio::spawn(app.run_until_stopped(stop));
+    addr
 }
 
 pub fn code(status: &tonic::Status) -> ErrorCode {

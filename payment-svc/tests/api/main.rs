@@ -5,4 +5,5 @@ mod cancel;
 mod checkout;
 mod helpers;
 mod idempotency;
+mod journal;
 mod recovery;

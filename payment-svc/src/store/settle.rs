@@ -1,0 +1,155 @@
+//! The second of a checkout's two commits: the order COMPLETED with its amounts and prices,
+//! the payment row (RECORD_PAYMENT), the saga settled with the Idempotency-Key's stored
+//! answer (the order as it completed; a retry with the key gets it back as it was).
+//!
+//! Each checkout's first statement is its guard (lease owner + newest fencing epoch, see
+//! [`Store::guarded`]) merged with the state change, so a stale driver changes nothing;
+//! completions of concurrent checkouts share the transaction (group commit).
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
+
+use super::{Store, WriteError, Writer, stmt};
+use crate::domain::Order;
+
+/// A checkout whose every step is done, with the driver that completes it.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    pub writer: Writer,
+    /// The order as it will be answered: COMPLETED, amounts and unit prices set.
+    pub order: Order,
+    /// Some step wrote a row of its own (a retried call): mark those rows DONE too.
+    pub step_rows: bool,
+}
+
+impl Store {
+    /// Completes `batch` in one transaction if it can, else one by one. One result per
+    /// checkout, in order; [`WriteError::Fenced`] for a driver that no longer owns its saga.
+    pub async fn complete_checkouts(&self, batch: &[Completion]) -> Vec<Result<(), WriteError>> {
+        if batch.len() > 1 {
+            match self.complete_together(batch).await {
+                Ok(results) => return results,
+                Err(err) => {
+                    tracing::debug!(error = %err, size = batch.len(), "completion batch failed; completing one by one");
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        for completion in batch {
+            let one = self.complete_together(std::slice::from_ref(completion)).await;
+            results.push(one.map_err(WriteError::Db).and_then(|mut r| r.pop().unwrap_or(Err(WriteError::Fenced))));
+        }
+        results
+    }
+
+    async fn complete_together(&self, batch: &[Completion]) -> Result<Vec<Result<(), WriteError>>, DbErr> {
+        let txn = self.begin().await?;
+        let mut owned = Vec::with_capacity(batch.len());
+        for completion in batch {
+            owned.push(settle_guarded(&txn, completion).await?);
+        }
+        let done: Vec<&Completion> = batch.iter().zip(&owned).filter(|(_, ok)| **ok).map(|(c, _)| c).collect();
+        if !done.is_empty() {
+            record_prices(&txn, &done).await?;
+            record_payments(&txn, &done).await?;
+            let with_rows: Vec<&&Completion> = done.iter().filter(|c| c.step_rows).collect();
+            if !with_rows.is_empty() {
+                let marks = vec!["?"; with_rows.len()].join(", ");
+                let mut values: Vec<Value> = vec![super::now().into()];
+                values.extend(with_rows.iter().map(|c| Value::from(c.order.id.as_str())));
+                txn.execute_raw(stmt(
+                    &format!(
+                        "UPDATE saga_step SET status = 'DONE', attempts = attempts + 1, last_error = NULL, \
+                         updated_at = ? WHERE saga_id IN ({marks}) AND status = 'PENDING'"
+                    ),
+                    values,
+                ))
+                .await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(owned.into_iter().map(|ok| if ok { Ok(()) } else { Err(WriteError::Fenced) }).collect())
+    }
+}
+
+/// The saga settled and the order COMPLETED in one statement, only if the driver still owns
+/// the saga (lease owner, newest epoch) and both are still where the drive left them.
+async fn settle_guarded(txn: &DatabaseTransaction, c: &Completion) -> Result<bool, DbErr> {
+    let (o, w) = (&c.order, &c.writer);
+    let at = o.updated_at.naive_utc();
+    let changed = txn
+        .execute_raw(stmt(
+            "UPDATE saga s JOIN lock_fence f ON f.resource = ? JOIN orders o ON o.id = s.id \
+             SET s.phase = 'SETTLED', s.last_error = NULL, s.updated_at = ?, s.answer = ?, \
+                 o.status = 'COMPLETED', o.total_amount = ?, o.discount_amount = ?, o.paid_amount = ?, \
+                 o.updated_at = ? \
+             WHERE s.id = ? AND s.owner = ? AND f.epoch = ? AND s.phase = 'FORWARD' AND o.status = 'PENDING'",
+            [
+                w.fence.as_str().into(),
+                at.into(),
+                kit::idempotency::encode(o).into(),
+                o.total_amount.into(),
+                o.discount_amount.into(),
+                o.paid_amount.into(),
+                at.into(),
+                o.id.as_str().into(),
+                w.owner.as_str().into(),
+                w.epoch.into(),
+            ],
+        ))
+        .await?
+        .rows_affected();
+    Ok(changed > 0)
+}
+
+/// The unit price of every line, as inventory-svc reserved it.
+async fn record_prices(txn: &DatabaseTransaction, done: &[&Completion]) -> Result<(), DbErr> {
+    let mut values: Vec<Value> = Vec::new();
+    let mut rows = 0;
+    for c in done {
+        for (no, line) in c.order.lines.iter().enumerate() {
+            values.extend([
+                c.order.id.as_str().into(),
+                (no as i32).into(),
+                line.product_id.into(),
+                line.quantity.into(),
+                line.unit_price.into(),
+            ]);
+            rows += 1;
+        }
+    }
+    let marks = vec!["(?, ?, ?, ?, ?)"; rows].join(", ");
+    txn.execute_raw(stmt(
+        &format!(
+            "INSERT INTO order_line (order_id, line_no, product_id, quantity, unit_price) VALUES {marks} \
+             ON DUPLICATE KEY UPDATE unit_price = VALUES(unit_price)"
+        ),
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
+/// RECORD_PAYMENT: what the order took in points and coupon discount.
+async fn record_payments(txn: &DatabaseTransaction, done: &[&Completion]) -> Result<(), DbErr> {
+    let mut values: Vec<Value> = Vec::with_capacity(done.len() * 5);
+    for c in done {
+        let o = &c.order;
+        values.extend([
+            o.id.as_str().into(),
+            o.user_id.into(),
+            o.paid_amount.into(),
+            o.discount_amount.into(),
+            o.updated_at.naive_utc().into(),
+        ]);
+    }
+    let marks = vec!["(?, ?, ?, ?, 'PAID', ?)"; done.len()].join(", ");
+    txn.execute_raw(stmt(
+        &format!(
+            "INSERT IGNORE INTO payment (order_id, user_id, points_amount, discount_amount, status, created_at) \
+             VALUES {marks}"
+        ),
+        values,
+    ))
+    .await?;
+    Ok(())
+}
