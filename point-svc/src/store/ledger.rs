@@ -71,20 +71,26 @@ pub(super) async fn credit<C: ConnectionTrait>(
     }
 }
 
-/// Takes `amount` off the balance only if it is there. Returns false when it is not.
-pub(super) async fn debit<C: ConnectionTrait>(conn: &C, user: UserId, amount: i64) -> Result<bool, PointError> {
+/// Takes `amount` off the balance only if it is there: `Some(balance after)`, or `None`
+/// when it is not. The new balance comes back in the UPDATE's own answer
+/// (`LAST_INSERT_ID(expr)` is returned as the statement's insert id), so no read follows.
+pub(super) async fn debit<C: ConnectionTrait>(conn: &C, user: UserId, amount: i64) -> Result<Option<i64>, PointError> {
     let now = kit::time::now_millis().naive_utc();
-    let taken = conn
+    let result = conn
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::MySql,
-            "UPDATE point_balance SET balance = balance - ?, version = version + 1, updated_at = ? \
+            "UPDATE point_balance SET balance = LAST_INSERT_ID(balance - ?), version = version + 1, updated_at = ? \
              WHERE user_id = ? AND balance >= ?",
             [amount.into(), now.into(), user.get().into(), amount.into()],
         ))
         .await
-        .map_err(store_err)?
-        .rows_affected();
-    Ok(taken == 1)
+        .map_err(store_err)?;
+    if result.rows_affected() != 1 {
+        return Ok(None);
+    }
+    i64::try_from(result.last_insert_id())
+        .map(Some)
+        .map_err(|_| PointError::Store(anyhow::anyhow!("balance after a debit out of range")))
 }
 
 /// Appends the ledger line of a movement just made, with the balance read in the same
@@ -134,7 +140,7 @@ pub async fn use_points(
 ) -> Result<Balance, PointError> {
     retry_transient(|| async {
         let txn = db.begin().await.map_err(store_err)?;
-        if !debit(&txn, user, amount.get()).await? {
+        if debit(&txn, user, amount.get()).await?.is_none() {
             let _ = txn.rollback().await;
             return Err(PointError::InsufficientPoints);
         }

@@ -55,13 +55,15 @@ async fn pay_in(
         }
         ActionGate::Compensated => return Err(PointError::StepCompensated),
     }
-    if amount.get() > 0 {
-        if !debit(txn, user, amount.get()).await? {
+    let balance_after = if amount.get() > 0 {
+        let Some(balance_after) = debit(txn, user, amount.get()).await? else {
             return Err(PointError::InsufficientPoints);
-        }
+        };
         append(txn, user, EntryType::Payment, amount.get(), Some(order.as_str())).await?;
-    }
-    let balance_after = read_balance(txn, user).await?.balance;
+        balance_after
+    } else {
+        read_balance(txn, user).await?.balance
+    };
     let record = PaymentRecord {
         user_id: user.get(),
         order_id: order.as_str().to_owned(),
