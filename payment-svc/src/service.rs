@@ -134,7 +134,20 @@ impl Payments {
     ) {
         let inner = &self.inner;
         let user = request.user().get();
-        let held = match inner.locks.acquire(user, start_by.saturating_duration_since(Instant::now())).await {
+        // The lock is busy while any checkout of this user runs. If it is this very key's
+        // (a retry, a duplicate), there is nothing to wait for: join it.
+        let held = match inner.locks.acquire(user, Duration::ZERO).await {
+            Ok(held) => Ok(held),
+            Err(_) => match inner.store.saga(&id).await {
+                Ok(Some(_)) => {
+                    let _ = tx.send(Progress::Exists).await;
+                    return;
+                }
+                Ok(None) => inner.locks.acquire(user, start_by.saturating_duration_since(Instant::now())).await,
+                Err(err) => Err(err),
+            },
+        };
+        let held = match held {
             Ok(held) => held,
             Err(err) => {
                 let _ = tx.send(Progress::Refused(err)).await;

@@ -4,7 +4,7 @@
 use reqwest::Response;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestMesh, expect_problem, spawn_mesh};
+use crate::helpers::{TestMesh, expect_problem, spawn_mesh, spawn_mesh_answering_within};
 
 const UNKNOWN_ORDER: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
 const STEP_NAMES: [&str; 5] = ["RESERVE_STOCK", "USE_COUPON", "PAY_POINTS", "RECORD_PAYMENT", "TRANSMIT_DATA"];
@@ -607,4 +607,51 @@ async fn unknown_products_and_unusable_coupons_fail_the_order() {
     assert_eq!(after, (9, 9_100, "USED".to_owned()));
     expect_problem(place(&mesh, Some("reuse-coupon"), &body).await, 409, "COUPON_NOT_USABLE").await;
     assert_eq!(snapshot(&mesh, sock, user, coupon).await, after);
+}
+
+#[tokio::test]
+async fn a_checkout_slower_than_the_answer_budget_is_accepted_then_answered() {
+    let mesh = spawn_mesh_answering_within(std::time::Duration::from_millis(300)).await;
+    let user = 131;
+    let lamp = product(&mesh, 4_000, 3).await;
+    charge(&mesh, user, 10_000).await;
+    // Slower than the answer budget, within the platform call's own timeout (1 s).
+    platform_control(&mesh, json!({"failMode": "none", "latencyMs": 900})).await;
+    let body = json!({"userId": user, "items": [{"productId": lamp, "quantity": 1}]});
+
+    // The data platform is slow: the checkout outlives its answer budget and goes on.
+    let resp = place(&mesh, Some("slow"), &body).await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(header(&resp, "retry-after"), Some("1"));
+    assert_eq!(header(&resp, "idempotent-replayed"), None);
+    let location = header(&resp, "location").unwrap().to_owned();
+    let pending: Value = resp.json().await.unwrap();
+    assert_eq!(pending["status"], "PENDING");
+    let order_id = pending["orderId"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/v1/orders/{order_id}"));
+
+    // Asking again with the key: 202 while it runs, then the final answer, marked a replay.
+    let started = std::time::Instant::now();
+    let mut saw_pending_again = false;
+    let done = loop {
+        let resp = place(&mesh, Some("slow"), &body).await;
+        if resp.status() == 202 {
+            saw_pending_again = true;
+            assert_eq!(header(&resp, "retry-after"), Some("1"));
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "never settled");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        }
+        break resp;
+    };
+    assert!(saw_pending_again, "the key answers 202 while the saga runs");
+    assert_eq!(done.status(), 201);
+    assert_eq!(header(&done, "idempotent-replayed"), Some("true"));
+    let completed: Value = done.json().await.unwrap();
+    assert_eq!(
+        (completed["orderId"].as_str(), completed["status"].as_str()),
+        (Some(order_id.as_str()), Some("COMPLETED"))
+    );
+    assert_eq!((stock(&mesh, lamp).await, balance(&mesh, user).await), (2, 6_000));
+    assert_eq!(platform_received(&mesh).await, 1);
 }

@@ -18,6 +18,11 @@ pub struct TestMesh {
 }
 
 pub async fn spawn_mesh() -> TestMesh {
+    spawn_mesh_answering_within(Duration::from_secs(5)).await
+}
+
+/// The mesh, with payment-svc answering a checkout PENDING after `answer_budget`.
+pub async fn spawn_mesh_answering_within(answer_budget: Duration) -> TestMesh {
     kit::testing::install_crypto_provider();
     let prefix = kit::testing::unique_prefix();
     let schema = format!("{prefix}inventory");
@@ -58,13 +63,14 @@ pub async fn spawn_mesh() -> TestMesh {
 
     let payment_schema = format!("{prefix}payment");
     let service = kit::testing::service_settings(&payment_schema, &prefix);
-    let payment_config = payment_svc::config::PaymentConfig::with_upstreams(
+    let mut payment_config = payment_svc::config::PaymentConfig::with_upstreams(
         service,
         inventory_url.clone(),
         coupon_url.clone(),
         point_url.clone(),
         platform.clone(),
     );
+    payment_config.answer_budget = answer_budget;
     let payment = payment_svc::startup::Application::build(&payment_config).await.expect("payment-svc builds");
     let payment_url = format!("http://{}", payment.addr());
     tokio::spawn(payment.run_until_stopped(shutdown.clone()));
