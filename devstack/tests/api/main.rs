@@ -2,4 +2,5 @@
 
 mod checkout;
 mod data_platform;
+mod k6;
 mod stack;
