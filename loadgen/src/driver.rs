@@ -1,9 +1,13 @@
-//! The closed-loop driver every scenario runs on: N client tasks, each sending its next
-//! request only when the previous one answered, until a deadline or a request budget.
+//! The driver every scenario runs on. By default a closed loop: N client tasks, each sending
+//! its next request only when the previous one answered, until a deadline or a request budget.
+//! It measures what the system sustains at a fixed concurrency (1,000 buyers), so throughput
+//! and latency come from the same run and never from a queue the generator itself built up.
 //!
-//! Closed loop on purpose: it measures what the system sustains at a fixed concurrency
-//! (1,000 buyers), so throughput and latency come from the same run and never from a
-//! queue the generator itself built up.
+//! [`Pace::Open`] runs the same op as an open loop instead ([`open_loop`]): requests at a fixed
+//! arrival rate, latency counted from when each was due. That measures what users arriving at
+//! that rate see, including the wait a closed loop hides (coordinated omission).
+
+mod open_loop;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,13 +17,28 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+pub use self::open_loop::{LATE, OpenLoop, OpenLoopStats};
+
 /// What one request came to. Business rejections (sold out, out of stock) are correct
 /// answers a scenario expects under contention, so they are counted apart from errors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
     Rejected(&'static str),
+    /// Accepted but not final yet (a `202`): the work goes on after the answer. Neither a
+    /// success nor an error; the scenario settles it afterwards.
+    Pending(&'static str),
     Error(String),
+}
+
+/// How a loop paces its requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Pace {
+    /// Each client sends its next request when its previous one answered.
+    #[default]
+    Closed,
+    /// Requests at a fixed arrival rate, whatever the answers' pace.
+    Open(OpenLoop),
 }
 
 /// When the loop stops: whichever of the two comes first.
@@ -45,6 +64,7 @@ pub struct Tally {
     pub latency_us: Histogram<u64>,
     pub ok: u64,
     pub rejected: BTreeMap<&'static str, u64>,
+    pub pending: BTreeMap<&'static str, u64>,
     pub errors: BTreeMap<String, u64>,
 }
 
@@ -58,7 +78,7 @@ impl Tally {
     pub fn new() -> Self {
         // 1 µs to 1 min at 3 significant digits: exact enough for p99.9 and bounded in size.
         let latency_us = Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid");
-        Self { latency_us, ok: 0, rejected: BTreeMap::new(), errors: BTreeMap::new() }
+        Self { latency_us, ok: 0, rejected: BTreeMap::new(), pending: BTreeMap::new(), errors: BTreeMap::new() }
     }
 
     pub fn record(&mut self, outcome: Outcome, latency: Duration) {
@@ -67,6 +87,7 @@ impl Tally {
         match outcome {
             Outcome::Ok => self.ok += 1,
             Outcome::Rejected(label) => *self.rejected.entry(label).or_default() += 1,
+            Outcome::Pending(label) => *self.pending.entry(label).or_default() += 1,
             Outcome::Error(label) => *self.errors.entry(label).or_default() += 1,
         }
     }
@@ -76,6 +97,9 @@ impl Tally {
         self.ok += other.ok;
         for (label, n) in &other.rejected {
             *self.rejected.entry(label).or_default() += n;
+        }
+        for (label, n) in &other.pending {
+            *self.pending.entry(label).or_default() += n;
         }
         for (label, n) in &other.errors {
             *self.errors.entry(label.clone()).or_default() += n;
@@ -90,28 +114,42 @@ impl Tally {
         self.rejected.values().sum()
     }
 
+    pub fn pending_total(&self) -> u64 {
+        self.pending.values().sum()
+    }
+
     pub fn errors_total(&self) -> u64 {
         self.errors.values().sum()
     }
 }
 
-/// The result of one closed-loop run.
+/// The result of one run.
 #[derive(Clone, Debug)]
 pub struct LoopResult {
+    /// Client tasks of a closed loop; in an open loop, how many client indexes the op saw.
     pub clients: usize,
     /// From the first request to the last answer (or the abort).
     pub elapsed: Duration,
     pub tally: Tally,
-    /// Client tasks still waiting on a request when the grace period ran out.
+    /// Client tasks (closed loop) or requests (open loop) still waiting on an answer when
+    /// the grace period ran out.
     pub aborted_clients: usize,
     /// CPU seconds the load generator itself burned during the run.
     pub loadgen_cpu_s: Option<f64>,
     /// CPU seconds the mesh and its backends on this box burned during the run, by process
     /// name ([`crate::procfs::PEERS`]).
     pub peer_cpu_s: BTreeMap<String, f64>,
+    /// The schedule's own figures, for an open loop.
+    pub open: Option<OpenLoopStats>,
 }
 
 impl LoopResult {
+    /// Requests of the budget this run used: every answered one, and in an open loop every
+    /// one that came due, dropped or not.
+    pub fn budget_used(&self) -> u64 {
+        self.open.as_ref().map_or(self.tally.total(), |o| o.due)
+    }
+
     /// `self` followed by `next` on the same clients, as one run: counts and latencies
     /// merged, times and CPU added.
     pub fn then(&self, next: &LoopResult) -> LoopResult {
@@ -128,13 +166,64 @@ impl LoopResult {
             aborted_clients: self.aborted_clients + next.aborted_clients,
             loadgen_cpu_s: self.loadgen_cpu_s.zip(next.loadgen_cpu_s).map(|(a, b)| a + b),
             peer_cpu_s,
+            open: self.open.as_ref().zip(next.open.as_ref()).map(|(a, b)| a.then(b)),
         }
+    }
+}
+
+/// CPU seconds of loadgen and of its peers over a run, from its start to [`Self::finish`].
+struct CpuWindow {
+    own: Option<f64>,
+    peers: crate::procfs::PeerCpu,
+}
+
+impl CpuWindow {
+    fn start() -> Self {
+        Self { own: crate::procfs::own_cpu_seconds(), peers: crate::procfs::PeerCpu::take() }
+    }
+
+    /// `(loadgen_cpu_s, peer_cpu_s)` since the start.
+    fn finish(self) -> (Option<f64>, BTreeMap<String, f64>) {
+        let own = crate::procfs::own_cpu_seconds().zip(self.own).map(|(after, before)| after - before);
+        (own, crate::procfs::PeerCpu::take().since(&self.peers))
     }
 }
 
 // Client tasks record into a few shards rather than one histogram each: 1,000 full
 // histograms would cost hundreds of MB, and one shared lock would serialise the clients.
 const SHARDS: usize = 16;
+
+type Shards = Arc<Vec<Mutex<Tally>>>;
+
+fn shards() -> Shards {
+    Arc::new((0..SHARDS).map(|_| Mutex::new(Tally::new())).collect())
+}
+
+fn record(shards: &Shards, key: usize, outcome: Outcome, latency: Duration) {
+    shards[key % SHARDS].lock().unwrap_or_else(PoisonError::into_inner).record(outcome, latency);
+}
+
+fn merged(shards: &Shards) -> Tally {
+    let mut tally = Tally::new();
+    for shard in shards.iter() {
+        tally.merge(&shard.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+    tally
+}
+
+/// Runs `op` closed loop on `clients` tasks, or open loop at the pace's rate (where request
+/// `seq` is sent as client `seq % clients`, so an op that gives each client a user of its own
+/// spreads its users the same way).
+pub async fn run_loop<F, Fut>(clients: usize, pace: Pace, limits: Limits, op: F) -> LoopResult
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    match pace {
+        Pace::Closed => run_closed_loop(clients, limits, op).await,
+        Pace::Open(open) => open_loop::run_open_loop(clients, open, limits, op).await,
+    }
+}
 
 /// Runs `clients` tasks, each calling `op(client_idx, seq)` back to back until `limits`
 /// stop it. `seq` is unique across the whole run (use it for idempotency keys).
@@ -144,11 +233,10 @@ where
     Fut: Future<Output = Outcome> + Send + 'static,
 {
     let op = Arc::new(op);
-    let shards: Arc<Vec<Mutex<Tally>>> = Arc::new((0..SHARDS).map(|_| Mutex::new(Tally::new())).collect());
+    let shards = shards();
     let issued = Arc::new(AtomicU64::new(0));
     let budget = limits.max_requests.unwrap_or(u64::MAX);
-    let cpu_before = crate::procfs::own_cpu_seconds();
-    let peers_before = crate::procfs::PeerCpu::take();
+    let cpu = CpuWindow::start();
     let started = Instant::now();
     let deadline = started + limits.duration;
 
@@ -164,7 +252,7 @@ where
                 let sent = Instant::now();
                 let outcome = op(client, seq).await;
                 let latency = sent.elapsed();
-                shards[client % SHARDS].lock().unwrap_or_else(PoisonError::into_inner).record(outcome, latency);
+                record(&shards, client, outcome, latency);
             }
         }));
     }
@@ -182,22 +270,23 @@ where
         }
     }
     let elapsed = started.elapsed();
-    let loadgen_cpu_s = crate::procfs::own_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
-    let peer_cpu_s = crate::procfs::PeerCpu::take().since(&peers_before);
-
-    let mut tally = Tally::new();
-    for shard in shards.iter() {
-        tally.merge(&shard.lock().unwrap_or_else(PoisonError::into_inner));
-    }
-    LoopResult { clients, elapsed, tally, aborted_clients, loadgen_cpu_s, peer_cpu_s }
+    let (loadgen_cpu_s, peer_cpu_s) = cpu.finish();
+    let tally = merged(&shards);
+    LoopResult { clients, elapsed, tally, aborted_clients, loadgen_cpu_s, peer_cpu_s, open: None }
 }
 
-/// Two closed loops back to back on the same `clients`, as two phases of one run: the
+/// Two loops back to back on the same `clients` and pace, as two phases of one run: the
 /// first `first` requests (a race), then whatever is left of the duration and the budget.
 /// `op` sees one `seq` numbering: the second phase starts at `first`, so a `seq` that keys a
-/// user or an idempotency key stays unique across both. In between, the clients drain for
-/// as long as the slowest request of the first phase takes.
-pub async fn run_phased<F, Fut>(clients: usize, limits: Limits, first: u64, op: F) -> (LoopResult, LoopResult)
+/// user or an idempotency key stays unique across both. In between, the requests in flight
+/// drain for as long as the slowest request of the first phase takes.
+pub async fn run_phased<F, Fut>(
+    clients: usize,
+    pace: Pace,
+    limits: Limits,
+    first: u64,
+    op: F,
+) -> (LoopResult, LoopResult)
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
@@ -206,13 +295,13 @@ where
     let budget = limits.max_requests.unwrap_or(u64::MAX);
     let race = Limits { max_requests: Some(first.min(budget)), ..limits };
     let racing = op.clone();
-    let head = run_closed_loop(clients, race, move |client, seq| racing(client, seq)).await;
+    let head = run_loop(clients, pace, race, move |client, seq| racing(client, seq)).await;
     let rest = Limits {
         duration: limits.duration.saturating_sub(head.elapsed),
-        max_requests: limits.max_requests.map(|n| n.saturating_sub(head.tally.total())),
+        max_requests: limits.max_requests.map(|n| n.saturating_sub(head.budget_used())),
         ..limits
     };
-    let tail = run_closed_loop(clients, rest, move |client, seq| op(client, first + seq)).await;
+    let tail = run_loop(clients, pace, rest, move |client, seq| op(client, first + seq)).await;
     (head, tail)
 }
 
@@ -260,7 +349,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         let limits = Limits::new(Duration::from_secs(30), Some(250));
-        let (head, tail) = run_phased(4, limits, 100, move |_, seq| {
+        let (head, tail) = run_phased(4, Pace::Closed, limits, 100, move |_, seq| {
             log.lock().unwrap().push(seq);
             async move { if seq < 100 { Outcome::Ok } else { Outcome::Rejected("sold_out") } }
         })

@@ -1,8 +1,9 @@
 //! Load generator and benchmark report for the mesh.
 //!
-//! Every scenario is a closed loop ([`driver::run_closed_loop`]): N client tasks, each
-//! sending its next request when the previous one answered, bounded by a duration and an
-//! optional request budget. A scenario sets up its own data, runs, verifies what it can
+//! Every scenario is a closed loop by default ([`driver::run_closed_loop`]): N client tasks,
+//! each sending its next request when the previous one answered, bounded by a duration and an
+//! optional request budget. The checkout phases can also run open loop (`--rate`): a fixed
+//! arrival rate, latency counted from each request's due time ([`driver::Pace`]). A scenario sets up its own data, runs, verifies what it can
 //! (zero oversell, exact sell-out) and returns a [`report::Report`], printed as a table
 //! and one JSON line. `bench <service>` also measures the raw backend in the same run and
 //! prints our throughput as a ratio of it (DESIGN.md, "Performance targets").
@@ -13,11 +14,13 @@
 //! `Report`; then a subcommand in `cli`. Services are reached over gRPC, or through the
 //! gateway over REST ([`scenarios::RestPool`]); traffic goes to loopback addresses only
 //! ([`net`]). Every report carries the CPU loadgen and its peers on the box ([`procfs::PEERS`])
-//! used during its run.
+//! used during its run, in cores and in microseconds per operation; the checkout reports also
+//! carry MySQL's statements and transactions per order ([`mysql_counters`]).
 
 pub mod bench;
 pub mod cli;
 pub mod driver;
+pub mod mysql_counters;
 pub mod net;
 pub mod procfs;
 pub mod raw;

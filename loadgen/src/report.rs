@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::driver::LoopResult;
+use crate::driver::{LATE, LoopResult, OpenLoopStats};
+use crate::mysql_counters::MysqlWork;
 
 /// A pass/fail property a scenario verified after its run (zero oversell, exact count).
 #[derive(Clone, Debug)]
@@ -21,6 +22,8 @@ pub struct Report {
     /// Scenario-specific figures (final stock, rows touched).
     pub extra: Map<String, Value>,
     pub checks: Vec<Check>,
+    /// MySQL's own counters over the run, when the scenario read them.
+    pub mysql: Option<MysqlWork>,
 }
 
 /// Latency summary in milliseconds.
@@ -38,7 +41,7 @@ fn round3(x: f64) -> f64 {
 
 impl Report {
     pub fn new(scenario: impl Into<String>, run: LoopResult) -> Self {
-        Self { scenario: scenario.into(), run, params: Map::new(), extra: Map::new(), checks: Vec::new() }
+        Self { scenario: scenario.into(), run, params: Map::new(), extra: Map::new(), checks: Vec::new(), mysql: None }
     }
 
     pub fn param(&mut self, key: &str, value: impl Into<Value>) -> &mut Self {
@@ -81,15 +84,34 @@ impl Report {
         self.per_second(self.run.tally.ok + self.run.tally.rejected_total())
     }
 
+    /// Requests the system took and answered without an error: successes, expected rejections
+    /// and accepted-but-pending ones. What the per-operation costs (CPU, SQL) are divided by.
+    pub fn ops(&self) -> u64 {
+        let t = &self.run.tally;
+        t.ok + t.rejected_total() + t.pending_total()
+    }
+
+    /// CPU seconds used during the run, by process: loadgen first, then its peers on the box,
+    /// busiest first.
+    fn cpu_seconds(&self) -> Vec<(String, f64)> {
+        let mut peers: Vec<(String, f64)> = self.run.peer_cpu_s.iter().map(|(n, s)| (n.clone(), *s)).collect();
+        peers.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let own = self.run.loadgen_cpu_s.map(|used| ("loadgen".to_owned(), used));
+        own.into_iter().chain(peers).collect()
+    }
+
+    /// CPU microseconds per operation ([`Self::ops`]), by process in the order of [`Self::cores`]:
+    /// unlike cores, comparable between runs of different rates.
+    pub fn cpu_us_per_op(&self) -> Vec<(String, f64)> {
+        let ops = self.ops().max(1) as f64;
+        self.cpu_seconds().into_iter().map(|(name, used)| (name, used * 1e6 / ops)).collect()
+    }
+
     /// Cores used during the run, by process: loadgen first, then its peers on the box,
     /// busiest first.
     pub fn cores(&self) -> Vec<(String, f64)> {
         let secs = self.run.elapsed.as_secs_f64().max(1e-9);
-        let mut peers: Vec<(String, f64)> =
-            self.run.peer_cpu_s.iter().map(|(name, used)| (name.clone(), used / secs)).collect();
-        peers.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let own = self.run.loadgen_cpu_s.map(|used| ("loadgen".to_owned(), used / secs));
-        own.into_iter().chain(peers).collect()
+        self.cpu_seconds().into_iter().map(|(name, used)| (name, used / secs)).collect()
     }
 
     pub fn latency(&self) -> Latency {
@@ -116,6 +138,7 @@ impl Report {
             "requests": t.total(),
             "ok": t.ok,
             "rejected": t.rejected,
+            "pending": t.pending,
             "errors": t.errors,
             "throughput_rps": round3(self.throughput()),
             "ok_rps": round3(self.ok_per_second()),
@@ -124,6 +147,10 @@ impl Report {
             "aborted_clients": self.run.aborted_clients,
             "loadgen_cpu_s": self.run.loadgen_cpu_s.map(round3),
             "peer_cpu_s": self.run.peer_cpu_s.iter().map(|(k, v)| (k.clone(), json!(round3(*v)))).collect::<Map<_, _>>(),
+            "ops": self.ops(),
+            "cpu_us_per_op": self.cpu_us_per_op().into_iter().map(|(k, v)| (k, json!(v.round()))).collect::<Map<_, _>>(),
+            "open_loop": self.run.open.as_ref().map(|o| open_loop_json(o, self.throughput())),
+            "mysql": self.mysql.as_ref().map(|m| m.to_json(self.ops())),
             "extra": self.extra,
             "checks": checks,
             "passed": self.passed(),
@@ -145,20 +172,21 @@ impl Report {
         if !params.is_empty() {
             out += &format!("  {:<14}{}\n", "setup", params.join(" "));
         }
-        out += &format!(
-            "  {:<14}{} clients, {:.2} s{}\n",
-            "run",
-            self.run.clients,
-            self.run.elapsed.as_secs_f64(),
-            if self.run.aborted_clients > 0 {
-                format!(", {} clients aborted", self.run.aborted_clients)
-            } else {
-                String::new()
-            }
-        );
+        let (pace, aborted) = match &self.run.open {
+            None => (format!("{} clients", self.run.clients), "clients"),
+            Some(o) => (format!("open loop {:.1}/s, at most {} in flight", o.rate, o.max_inflight), "requests"),
+        };
+        let aborted = match self.run.aborted_clients {
+            0 => String::new(),
+            n => format!(", {n} {aborted} aborted"),
+        };
+        out += &format!("  {:<14}{pace}, {:.2} s{aborted}\n", "run", self.run.elapsed.as_secs_f64());
+        if let Some(o) = &self.run.open {
+            out += &open_loop_rows(o, self.throughput());
+        }
         out += &format!("  {:<14}{}\n", "requests", t.total());
         out += &format!("  {:<14}{} ({:.1}/s)\n", "ok", t.ok, self.ok_per_second());
-        for (label, n) in &t.rejected {
+        for (label, n) in t.rejected.iter().chain(&t.pending) {
             out += &format!("  {}{n}\n", row_name(label));
         }
         let errors = if t.errors.is_empty() {
@@ -168,8 +196,8 @@ impl Report {
         };
         out += &format!("  {:<14}{errors}\n", "errors");
         out += &format!("  {:<14}{:.1} req/s\n", "throughput", self.throughput());
-        out +=
-            &format!("  {:<14}p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n", "latency ms", l.p50, l.p95, l.p99, l.max);
+        let latency = if self.run.open.is_some() { "latency* ms" } else { "latency ms" };
+        out += &format!("  {latency:<14}p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n", l.p50, l.p95, l.p99, l.max);
         if let Some(cpu) = self.run.loadgen_cpu_s {
             let cores = cpu / self.run.elapsed.as_secs_f64().max(1e-9);
             out += &format!("  {:<14}{cpu:.2} s ({cores:.2} cores)\n", "loadgen cpu");
@@ -181,6 +209,15 @@ impl Report {
             let of = std::thread::available_parallelism().map_or(0, usize::from);
             out += &format!("  {:<14}{} = {sum:.2} of {of}\n", "cores", each.join(" + "));
         }
+        let per_op = self.cpu_us_per_op();
+        if !per_op.is_empty() {
+            let each: Vec<String> = per_op.iter().map(|(name, us)| format!("{name} {us:.0}")).collect();
+            let sum: f64 = per_op.iter().map(|(_, us)| us).sum();
+            out += &format!("  {:<14}{} = {sum:.0} per op ({} ops)\n", "cpu us/op", each.join(" + "), self.ops());
+        }
+        if let Some(mysql) = &self.mysql {
+            out += &format!("  {:<14}{}\n", "mysql per op", mysql.summary(self.ops()));
+        }
         for (k, v) in &self.extra {
             out += &format!("  {}{}\n", row_name(k), plain(v));
         }
@@ -189,6 +226,34 @@ impl Report {
         }
         out.trim_end().to_owned()
     }
+}
+
+/// The open loop's schedule: what was offered, what was achieved, and what the generator
+/// itself could not keep to (late or dropped requests).
+fn open_loop_rows(o: &OpenLoopStats, achieved: f64) -> String {
+    let late =
+        format!("{} sent > {} ms after due (max {:.2} ms)", o.late, LATE.as_millis(), o.max_late.as_secs_f64() * 1e3);
+    format!(
+        "  {:<14}offered {:.1}/s, achieved {achieved:.1}/s; {} due, {} sent, {} dropped (pool full), peak {} in \
+         flight\n  {:<14}{late}; *latency from each request's due time\n",
+        "open loop", o.rate, o.due, o.sent, o.dropped, o.peak_inflight, "late"
+    )
+}
+
+fn open_loop_json(o: &OpenLoopStats, achieved: f64) -> Value {
+    json!({
+        "offered_rps": o.rate,
+        "achieved_rps": round3(achieved),
+        "max_inflight": o.max_inflight,
+        "due": o.due,
+        "sent": o.sent,
+        "dropped": o.dropped,
+        "late": o.late,
+        "late_threshold_ms": LATE.as_secs_f64() * 1e3,
+        "max_late_ms": round3(o.max_late.as_secs_f64() * 1e3),
+        "peak_inflight": o.peak_inflight,
+        "latency_from": "due time",
+    })
 }
 
 /// A row's name padded to the table's first column, and never run into its value
@@ -228,6 +293,7 @@ mod tests {
             aborted_clients: 0,
             loadgen_cpu_s: Some(0.2),
             peer_cpu_s,
+            open: None,
         };
         let mut report = Report::new("unit", run);
         report.check("invariant", true, "ok");
@@ -239,6 +305,10 @@ mod tests {
         assert_eq!(json["ok_rps"], 45.0);
         assert_eq!(json["answered_rps"], 50.0);
         assert!(report.table().contains("loadgen 0.10 + gateway 0.50 + redis-server 0.25 = 0.85 of"));
+        assert_eq!(report.ops(), 100);
+        assert_eq!(json["cpu_us_per_op"], json!({"loadgen": 2000.0, "gateway": 10000.0, "redis-server": 5000.0}));
+        assert!(report.table().contains("loadgen 2000 + gateway 10000 + redis-server 5000 = 17000 per op"));
+        assert_eq!(json["open_loop"], Value::Null);
         let l = report.latency();
         assert!((49.0..=51.5).contains(&l.p50), "{l:?}");
         assert!((499.0..=501.0).contains(&l.max), "{l:?}");
@@ -246,5 +316,45 @@ mod tests {
         report.check("exact", false, "no");
         assert!(!report.passed());
         assert!(report.table().contains("FAIL exact"));
+    }
+
+    #[test]
+    fn an_open_loop_reports_its_schedule_pending_answers_and_mysql_work() {
+        let mut tally = Tally::new();
+        tally.record(Outcome::Ok, Duration::from_millis(3));
+        tally.record(Outcome::Pending("202 PENDING"), Duration::from_millis(5_000));
+        let open = OpenLoopStats {
+            rate: 1_000.0,
+            max_inflight: 2_000,
+            due: 4,
+            sent: 2,
+            dropped: 2,
+            late: 1,
+            max_late: Duration::from_micros(1_500),
+            peak_inflight: 2,
+        };
+        let run = LoopResult {
+            clients: 1,
+            elapsed: Duration::from_secs(1),
+            tally,
+            aborted_clients: 0,
+            loadgen_cpu_s: None,
+            peer_cpu_s: Default::default(),
+            open: Some(open),
+        };
+        let mut report = Report::new("open", run);
+        let idle = crate::mysql_counters::Counts::default();
+        let phase = crate::mysql_counters::Counts { statements: 24.0, transactions: 8.0, questions: 40.0 };
+        report.mysql = Some(MysqlWork { net: phase, idle_per_s: idle, window: Duration::from_secs(1) });
+        let json = report.to_json();
+        assert_eq!(json["pending"]["202 PENDING"], 1);
+        assert_eq!(json["ops"], 2);
+        assert_eq!((json["open_loop"]["dropped"].clone(), json["open_loop"]["late"].clone()), (json!(2), json!(1)));
+        assert_eq!(json["open_loop"]["max_late_ms"], 1.5);
+        assert_eq!(json["mysql"]["per_op"], json!({"statements": 12.0, "transactions": 4.0, "questions": 20.0}));
+        let table = report.table();
+        for row in ["open loop 1000.0/s", "2 dropped", "202 PENDING   1", "12.00 statements, 4.00 transactions"] {
+            assert!(table.contains(row), "{row:?} not in\n{table}");
+        }
     }
 }

@@ -180,15 +180,17 @@ fn summarise(h: &Headline, reports: &[Report], memory: &[(&str, Memory)], target
     let scenarios: Value = reports
         .iter()
         .map(|r| {
-            (
-                r.scenario.clone(),
-                json!({
-                    "ok_rps": r.to_json()["ok_rps"],
-                    "answered_rps": r.to_json()["answered_rps"],
-                    "latency_ms": r.to_json()["latency_ms"],
-                    "passed": r.passed(),
-                }),
-            )
+            let full = r.to_json();
+            let mut line = json!({
+                "ok_rps": full["ok_rps"],
+                "answered_rps": full["answered_rps"],
+                "latency_ms": full["latency_ms"],
+                "passed": r.passed(),
+            });
+            if let Some(per_op) = full["mysql"].get("per_op") {
+                line["mysql_per_op"] = per_op.clone();
+            }
+            (r.scenario.clone(), line)
         })
         .collect::<serde_json::Map<_, _>>()
         .into();

@@ -6,17 +6,19 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{DEFAULT_MYSQL, DEFAULT_REDIS, HttpArgs, RawArgs, RunArgs, finish};
+use super::{DEFAULT_MYSQL, DEFAULT_REDIS, HttpArgs, PaceArgs, RawArgs, RunArgs, finish};
 use crate::bench::Deployment;
 use crate::bench::checkout::CheckoutBench;
 use crate::driver::Limits;
+use crate::mysql_counters::MysqlCounters;
 use crate::report::Report;
 use crate::scenarios::checkout::{self, Distinct, Hot};
 use crate::spawn::{COUPON, GATEWAY, INVENTORY, PAYMENT, POINT, Service, sibling_binary};
 
 #[derive(Debug, Clone, Args)]
 struct PhaseArgs {
-    /// Concurrent clients of the distinct phase, each on its own keep-alive HTTP/1.1 connection.
+    /// Concurrent clients of the distinct phase, each on its own keep-alive HTTP/1.1 connection
+    /// (open loop: the connections opened before the run).
     #[arg(long, default_value_t = 64)]
     clients: usize,
     /// Fresh users of the distinct phase (10,000,000 points each); request n is user n % users.
@@ -25,7 +27,8 @@ struct PhaseArgs {
     /// Products of the distinct phase (1,000,000 units each); request n buys product n % products.
     #[arg(long, default_value_t = 1_000)]
     products: usize,
-    /// Concurrent buyers of the hot product, each a fresh user of its own.
+    /// Buyers of the hot product, each a fresh user of its own: concurrent in a closed loop;
+    /// in an open loop, order n is buyer n % this.
     #[arg(long, default_value_t = 1_000)]
     hot_clients: usize,
     /// Stock of the hot product: the first this many orders are the race; 0 skips the hot phase.
@@ -37,11 +40,17 @@ struct PhaseArgs {
     /// Longest the hot phase may run (it normally ends when its attempts are spent).
     #[arg(long, default_value_t = 120.0)]
     hot_duration_secs: f64,
+    // --rate puts both phases in open loop (the hot one at --hot-rate, when given).
+    #[command(flatten)]
+    pace: PaceArgs,
+    /// The hot phase's own open-loop rate, orders/s [default: --rate].
+    #[arg(long)]
+    hot_rate: Option<f64>,
 }
 
 impl PhaseArgs {
     fn distinct(&self) -> Distinct {
-        Distinct { clients: self.clients, users: self.users, products: self.products }
+        Distinct { clients: self.clients, users: self.users, products: self.products, pace: self.pace.pace(None) }
     }
 
     fn hot(&self) -> Option<Hot> {
@@ -49,6 +58,7 @@ impl PhaseArgs {
             clients: self.hot_clients,
             stock: self.hot_stock,
             attempts: self.hot_attempts,
+            pace: self.pace.pace(self.hot_rate),
         })
     }
 
@@ -71,6 +81,10 @@ impl PhaseArgs {
 pub struct CheckoutArgs {
     #[command(flatten)]
     http: HttpArgs,
+    /// The MySQL server the mesh uses, for its statement and transaction counters (loadgen
+    /// reads `SHOW GLOBAL STATUS` only); unreachable: the reports go without them.
+    #[arg(long, env = "LOADGEN_MYSQL_URL", default_value = DEFAULT_MYSQL)]
+    mysql_url: String,
     #[command(flatten)]
     phases: PhaseArgs,
     #[command(flatten)]
@@ -89,6 +103,8 @@ pub struct BenchCheckoutArgs {
     /// The directory --spawn takes the five binaries from [default: next to this executable].
     #[arg(long, requires = "spawn")]
     bin_dir: Option<PathBuf>,
+    /// The MySQL server of the raw scenarios and of the mesh, whose statement and transaction
+    /// counters are read around each phase.
     #[arg(long, env = "LOADGEN_MYSQL_URL", default_value = DEFAULT_MYSQL)]
     mysql_url: String,
     #[arg(long, env = "LOADGEN_REDIS_URL", default_value = DEFAULT_REDIS)]
@@ -110,9 +126,11 @@ fn finish_all(reports: &[Report]) -> bool {
 pub async fn checkout(a: CheckoutArgs) -> anyhow::Result<bool> {
     a.phases.validate()?;
     let target = a.http.target(None);
-    let mut reports = vec![checkout::distinct(&target, &a.phases.distinct(), a.run.limits()?).await?];
+    let counters = MysqlCounters::connect_or_warn(&a.mysql_url).await;
+    let limits = a.run.limits()?;
+    let mut reports = vec![checkout::distinct(&target, &a.phases.distinct(), limits, counters.as_ref()).await?];
     if let Some(hot) = a.phases.hot() {
-        reports.extend(checkout::hot(&target, &hot, a.phases.hot_limits(&a.run)?).await?);
+        reports.extend(checkout::hot(&target, &hot, a.phases.hot_limits(&a.run)?, counters.as_ref()).await?);
     }
     Ok(finish_all(&reports))
 }
@@ -149,4 +167,11 @@ pub async fn bench(a: BenchCheckoutArgs) -> anyhow::Result<bool> {
         hot: a.phases.hot(),
     };
     crate::bench::checkout::run(&cfg).await
+}
+
+#[cfg(test)]
+impl BenchCheckoutArgs {
+    pub(super) fn phases_for_test(&self) -> (Distinct, Option<Hot>) {
+        (self.phases.distinct(), self.phases.hot())
+    }
 }

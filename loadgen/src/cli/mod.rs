@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bench::Deployment;
-use crate::driver::Limits;
+use crate::driver::{Limits, OpenLoop, Pace};
 use crate::raw::{HotRow, POINT_BALANCE, PRODUCT_STOCK};
 use crate::report::Report;
 use crate::scenarios::{Ledger, Target};
@@ -91,6 +91,29 @@ impl RunArgs {
             "--duration-secs must be in (0, 3600]"
         );
         Ok(Limits::new(Duration::from_secs_f64(self.duration_secs), self.requests))
+    }
+}
+
+/// Open loop instead of the closed one, for the scenarios that offer it.
+#[derive(Debug, Clone, Args)]
+struct PaceArgs {
+    /// Open loop at this many requests per second: request i is due at i/N s and latency is
+    /// counted from its due time (as k6's constant-arrival-rate). Without it: closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Open loop: requests in flight at most; one that comes due while this many are
+    /// outstanding is dropped (counted, not sent).
+    #[arg(long, default_value_t = 2_000)]
+    max_inflight: usize,
+}
+
+impl PaceArgs {
+    /// Closed loop, or open loop at `rate` (a phase's own rate, else `--rate`).
+    fn pace(&self, rate: Option<f64>) -> Pace {
+        match rate.or(self.rate) {
+            None => Pace::Closed,
+            Some(rate) => Pace::Open(OpenLoop { rate, max_inflight: self.max_inflight }),
+        }
     }
 }
 
@@ -260,5 +283,13 @@ mod tests {
         let cli = ["loadgen", "bench", "checkout", "--gateway", "http://127.0.0.1:8080", "--users", "5000"];
         assert!(Cli::try_parse_from(cli).is_ok());
         assert!(Cli::try_parse_from(["loadgen", "checkout", "--clients", "32", "--hot-stock", "0"]).is_ok());
+        let cli =
+            ["loadgen", "bench", "checkout", "--spawn", "--rate", "500", "--hot-rate", "1000", "--max-inflight", "64"];
+        let Command::Bench(BenchCommand::Checkout(a)) = Cli::try_parse_from(cli).unwrap().command else { panic!() };
+        let cfg = a.phases_for_test();
+        assert_eq!(cfg.0.pace, Pace::Open(OpenLoop { rate: 500.0, max_inflight: 64 }));
+        assert_eq!(cfg.1.map(|h| h.pace), Some(Pace::Open(OpenLoop { rate: 1_000.0, max_inflight: 64 })));
+        let cli = Cli::try_parse_from(["loadgen", "checkout", "--mysql-url", "mysql://root@127.0.0.1:3306"]).unwrap();
+        assert!(matches!(cli.command, Command::Checkout(_)));
     }
 }

@@ -1,4 +1,4 @@
-//! Scenarios: each sets up its data, drives it with [`crate::driver::run_closed_loop`] and
+//! Scenarios: each sets up its data, drives it with [`crate::driver::run_loop`] and
 //! returns a [`crate::report::Report`] with the checks it could verify afterwards.
 
 pub mod checkout;
@@ -86,13 +86,29 @@ pub struct RestPool {
     size: usize,
 }
 
+/// An HTTP answer with the header that says when to ask again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: reqwest::StatusCode,
+    /// `Retry-After`, in whole seconds (the only form the gateway sends).
+    pub retry_after: Option<Duration>,
+    pub body: Vec<u8>,
+}
+
 impl RestPool {
     pub fn new(target: &str, clients: usize, request_timeout: Duration) -> anyhow::Result<Self> {
+        Self::with_idle(target, clients, clients, request_timeout)
+    }
+
+    /// [`Self::new`] warming up `clients` connections but keeping up to `idle` open between
+    /// requests: an open loop may have more requests in flight than it has clients, and each
+    /// needs a connection of its own, which should not be closed and reopened every time.
+    pub fn with_idle(target: &str, clients: usize, idle: usize, request_timeout: Duration) -> anyhow::Result<Self> {
         crate::net::ensure_loopback("target", target)?;
         let size = clients.max(1);
         let client = reqwest::Client::builder()
             .http1_only()
-            .pool_max_idle_per_host(size)
+            .pool_max_idle_per_host(idle.max(size))
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
             .timeout(request_timeout)
@@ -124,6 +140,17 @@ impl RestPool {
         idempotency_key: Option<&str>,
         json: String,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), reqwest::Error> {
+        let reply = self.send_keyed(path, idempotency_key, json).await?;
+        Ok((reply.status, reply.body))
+    }
+
+    /// [`Self::post_keyed`], with the answer's `Retry-After`.
+    pub async fn send_keyed(
+        &self,
+        path: &str,
+        idempotency_key: Option<&str>,
+        json: String,
+    ) -> Result<Reply, reqwest::Error> {
         let mut request = self
             .client
             .post(format!("{}{path}", self.base))
@@ -134,7 +161,12 @@ impl RestPool {
         }
         let resp = request.send().await?;
         let status = resp.status();
-        Ok((status, resp.bytes().await?.into()))
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Ok(Reply { status, retry_after, body: resp.bytes().await?.into() })
     }
 
     /// `GET <target><path>`; the status and the whole body.

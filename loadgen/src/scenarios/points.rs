@@ -122,7 +122,7 @@ struct Movements([AtomicU64; 4]);
 impl Movements {
     fn record(&self, op: Move, outcome: &Outcome) {
         let slot = match (op, outcome) {
-            (_, Outcome::Rejected(_)) => return,
+            (_, Outcome::Rejected(_) | Outcome::Pending(_)) => return,
             (Move::Charge, Outcome::Ok) => 0,
             (Move::Use, Outcome::Ok) => 1,
             (Move::Charge, Outcome::Error(_)) => 2,

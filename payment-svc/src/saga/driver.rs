@@ -129,7 +129,10 @@ impl Driver {
             }
             let step = order.steps[seq].name;
             match self.perform(order, seq, w, budget_ends, &mut step_rows).await {
-                Ok(()) => touch(order, seq, StepStatus::Done),
+                Ok(()) => {
+                    touch(order, seq, StepStatus::Done);
+                    order.steps[seq].attempts = order.steps[seq].attempts.max(1);
+                }
                 Err(Stop::Interrupted) => {
                     return Err("the saga log could not be written (fenced off or database down)");
                 }

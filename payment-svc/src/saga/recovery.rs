@@ -60,13 +60,20 @@ impl Recovery {
             let this = self.clone();
             drives.spawn(async move { this.recover(&id).await });
         }
-        let mut driven = 0;
+        let (mut driven, mut failed, mut first_error) = (0, 0, None);
         while let Some(done) = drives.join_next().await {
             match done {
                 Ok(Ok(())) => driven += 1,
-                Ok(Err(err)) => tracing::warn!(error = %err, "could not recover a saga; its lease will expire again"),
+                Ok(Err(err)) => {
+                    failed += 1;
+                    first_error.get_or_insert_with(|| with_causes(&err));
+                }
                 Err(err) => tracing::error!(error = %err, "a recovery task ended abnormally"),
             }
+        }
+        // One line per sweep, not one per saga: a database that is down fails them all.
+        if let Some(error) = first_error {
+            tracing::warn!(sagas = failed, %error, "could not recover some sagas; their leases will expire again");
         }
         match self.store.stuck_compensations().await {
             Ok(n) => metrics::gauge!("saga_compensations_stuck").set(n as f64),
@@ -95,4 +102,17 @@ impl Recovery {
         metrics::counter!("saga_recoveries_total").increment(1);
         Ok(())
     }
+}
+
+/// An error and its causes on one line (the cause is what an operator needs: a schema
+/// error is not an outage).
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }

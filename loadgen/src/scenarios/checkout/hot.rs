@@ -8,19 +8,22 @@ use std::sync::Arc;
 use anyhow::ensure;
 
 use super::order::{Book, Line, OUT_OF_STOCK};
-use super::{POINTS, describe, ordering, settle_and_verify, setup};
-use crate::driver::{Limits, run_phased};
+use super::{POINTS, describe, ordering, rest_pool, settle_and_verify, setup, validate_pace};
+use crate::driver::{Limits, Pace, run_phased};
+use crate::mysql_counters::{MysqlCounters, around};
 use crate::report::Report;
+use crate::scenarios::Target;
 use crate::scenarios::inventory::MAX_STOCK;
-use crate::scenarios::{RestPool, Target};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Hot {
-    /// Concurrent buyers, each a user of its own.
+    /// Buyers, each a user of its own: the concurrent clients of a closed loop; in an open
+    /// loop, order `n` is user `n % clients`'s.
     pub clients: usize,
     pub stock: i64,
     /// Orders in all, race included; more than `stock`, so the product sells out.
     pub attempts: u64,
+    pub pace: Pace,
 }
 
 impl Hot {
@@ -28,25 +31,34 @@ impl Hot {
         ensure!(self.clients >= 1 && self.clients <= 100_000, "--hot-clients must be 1..=100000");
         ensure!((1..=MAX_STOCK).contains(&self.stock), "--hot-stock must be 1..={MAX_STOCK}");
         ensure!(self.attempts >= self.stock as u64, "--hot-attempts must be at least --hot-stock");
-        Ok(())
+        validate_pace(self.pace)
     }
 }
 
 /// Three reports, as for the coupon race: `checkout-hot-race` (the first `stock` attempts),
 /// `checkout-hot-soldout` (the rest) and `checkout-hot` (both, with the checks). `limits`
-/// bounds the whole phase; its request budget is `attempts`.
-pub async fn hot(target: &Target, cfg: &Hot, limits: Limits) -> anyhow::Result<Vec<Report>> {
+/// bounds the whole phase; its request budget is `attempts`. MySQL's counts, when `counters`,
+/// go with `checkout-hot` (the whole phase, one load loop).
+pub async fn hot(
+    target: &Target,
+    cfg: &Hot,
+    limits: Limits,
+    counters: Option<&MysqlCounters>,
+) -> anyhow::Result<Vec<Report>> {
     cfg.validate()?;
-    let rest = RestPool::new(&target.url, cfg.clients, target.request_timeout)?;
+    let rest = rest_pool(target, cfg.clients, cfg.pace)?;
     let shop = setup::open(&rest, "checkout hot", (1, cfg.stock), (cfg.clients, POINTS)).await?;
     rest.warm_up().await?;
 
     let book = Book::default();
     let (users, product): (Arc<[i64]>, i64) = (shop.users.clone().into(), shop.products[0].id);
-    // Client `i` is always user `i`: a user's orders follow one another, never overlap.
+    // Client `i` is always user `i`: in a closed loop a user's orders follow one another and
+    // never overlap (in an open loop they overlap only if one takes longer than the
+    // `clients / rate` seconds between them).
     let op = ordering(rest.clone(), book.clone(), move |client, _| Line { user: users[client], product, quantity: 1 });
     let limits = Limits { max_requests: Some(cfg.attempts.min(limits.max_requests.unwrap_or(u64::MAX))), ..limits };
-    let (race, soldout) = run_phased(cfg.clients, limits, cfg.stock as u64, op).await;
+    let ((race, soldout), mysql) =
+        around(counters, run_phased(cfg.clients, cfg.pace, limits, cfg.stock as u64, op)).await;
     let race_oos = race.tally.rejected.get(OUT_OF_STOCK).copied().unwrap_or(0);
 
     let both = race.then(&soldout);
@@ -60,6 +72,7 @@ pub async fn hot(target: &Target, cfg: &Hot, limits: Limits) -> anyhow::Result<V
         report.param("stock", cfg.stock).param("attempts", cfg.attempts).param("product_id", product);
     }
     let all = &mut reports[2];
+    all.mysql = mysql;
     let stock = settle_and_verify(all, target, &rest, &shop, &book).await?;
     let oos = all.run.tally.rejected.get(OUT_OF_STOCK).copied().unwrap_or(0);
     all.extra("units_sold", stock.sold).extra("stock_left", stock.left);

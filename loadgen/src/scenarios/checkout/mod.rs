@@ -3,11 +3,16 @@
 //! - distinct: many users and products, request `seq` buying product `seq % products` for
 //!   user `seq % users`, so the orders in flight at once (consecutive `seq`s) never share a
 //!   row; stock and points suffice for every order. The cost of the saga itself.
-//! - hot: one product, `clients` buyers (each a user of its own, so one user never has two
-//!   orders in flight) race for `stock` units, then the sold-out traffic continues.
+//! - hot: one product, `clients` buyers (each a user of its own, so in a closed loop one user
+//!   never has two orders in flight) race for `stock` units, then the sold-out traffic continues.
 //!
-//! After each phase, attempts without a final answer are settled by replaying their key
-//! ([`settle`]) and the invariants are read back through the API ([`verify`]).
+//! Either phase runs closed loop (its clients), or open loop at a fixed rate ([`Pace`]); in an
+//! open loop the orders in flight at once may outnumber the users or products, and then share
+//! rows, which costs contention but no correctness. MySQL's statements and transactions per
+//! order are read around the load loop of each phase ([`crate::mysql_counters`]).
+//!
+//! After each phase, attempts without a final answer (`202`, timeouts) are settled by replaying
+//! their key ([`settle`]) and the invariants are read back through the API ([`verify`]).
 
 mod hot;
 mod order;
@@ -21,11 +26,12 @@ use anyhow::ensure;
 use serde_json::json;
 
 pub use self::hot::{Hot, hot};
-pub use self::order::OUT_OF_STOCK;
 use self::order::{Attempt, Book, Line, place};
+pub use self::order::{OUT_OF_STOCK, PENDING};
 use self::setup::Shop;
 use super::{RestPool, Target};
-use crate::driver::{Limits, LoopResult, Outcome, run_closed_loop};
+use crate::driver::{Limits, Outcome, Pace, run_loop};
+use crate::mysql_counters::{MysqlCounters, around};
 use crate::report::Report;
 use crate::scenarios::points::MAX_CHARGE;
 
@@ -36,14 +42,17 @@ const POINTS: i64 = MAX_CHARGE;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Distinct {
+    /// Closed loop: the concurrent clients. Open loop: the connections opened before the run.
     pub clients: usize,
     pub users: usize,
     pub products: usize,
+    pub pace: Pace,
 }
 
 impl Distinct {
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(self.clients >= 1, "at least one client is needed");
+        validate_pace(self.pace)?;
         // Fewer rows than clients would make concurrent orders share a user or a product.
         ensure!(self.users >= self.clients, "--users must be at least --clients");
         ensure!(self.products >= self.clients, "--products must be at least --clients");
@@ -52,7 +61,24 @@ impl Distinct {
     }
 }
 
-/// A closed-loop op that places one order per call, recording every attempt in `book`.
+fn validate_pace(pace: Pace) -> anyhow::Result<()> {
+    match pace {
+        Pace::Closed => Ok(()),
+        Pace::Open(open) => open.validate(),
+    }
+}
+
+/// One keep-alive connection per client, opened before the run; an open loop keeps up to its
+/// in-flight bound open, since each request in flight needs a connection of its own.
+fn rest_pool(target: &Target, clients: usize, pace: Pace) -> anyhow::Result<RestPool> {
+    let idle = match pace {
+        Pace::Closed => clients,
+        Pace::Open(open) => open.max_inflight,
+    };
+    RestPool::with_idle(&target.url, clients, idle, target.request_timeout)
+}
+
+/// A driver op that places one order per call, recording every attempt in `book`.
 fn ordering(
     rest: RestPool,
     book: Book,
@@ -62,9 +88,9 @@ fn ordering(
         let (rest, book, line) = (rest.clone(), book.clone(), line(client, seq));
         Box::pin(async move {
             let key = uuid::Uuid::new_v4().to_string();
-            let (outcome, answer) = place(&rest, &key, line).await;
-            book.record(Attempt { key, line, answer });
-            outcome
+            let placed = place(&rest, &key, line).await;
+            book.record(Attempt { key, line, answer: placed.answer, retry_after: placed.retry_after });
+            placed.outcome
         })
     }
 }
@@ -89,10 +115,15 @@ async fn settle_and_verify(
     verify::verify(report, rest, shop, &attempts, &settled, target.data_platform.as_deref()).await
 }
 
-/// The distinct phase: one report, `checkout-distinct`.
-pub async fn distinct(target: &Target, cfg: &Distinct, limits: Limits) -> anyhow::Result<Report> {
+/// The distinct phase: one report, `checkout-distinct`, with MySQL's counts when `counters`.
+pub async fn distinct(
+    target: &Target,
+    cfg: &Distinct,
+    limits: Limits,
+    counters: Option<&MysqlCounters>,
+) -> anyhow::Result<Report> {
     cfg.validate()?;
-    let rest = RestPool::new(&target.url, cfg.clients, target.request_timeout)?;
+    let rest = rest_pool(target, cfg.clients, cfg.pace)?;
     let shop = setup::open(&rest, "checkout distinct", (cfg.products, DISTINCT_STOCK), (cfg.users, POINTS)).await?;
     rest.warm_up().await?;
 
@@ -104,9 +135,10 @@ pub async fn distinct(target: &Target, cfg: &Distinct, limits: Limits) -> anyhow
         product: products[(seq % products.len() as u64) as usize],
         quantity: 1,
     });
-    let run: LoopResult = run_closed_loop(cfg.clients, limits, op).await;
+    let (run, mysql) = around(counters, run_loop(cfg.clients, cfg.pace, limits, op)).await;
 
     let mut report = Report::new("checkout-distinct", run);
+    report.mysql = mysql;
     describe(&mut report, target, &shop, &rest);
     report.param("stock_per_product", DISTINCT_STOCK);
     let rejected = report.run.tally.rejected.clone();

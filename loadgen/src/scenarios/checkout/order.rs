@@ -3,6 +3,7 @@
 //! what the API acknowledged, not against counters.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -11,6 +12,9 @@ use crate::driver::Outcome;
 use crate::scenarios::{RestPool, problem_code, transport_error};
 
 pub const OUT_OF_STOCK: &str = "409 OUT_OF_STOCK";
+/// `202 Accepted`: the saga is still running; the same key asked again later gets `202` until
+/// it settles, then the final answer.
+pub const PENDING: &str = "202 PENDING";
 
 /// Business answers a checkout may get, by (status, code), with their report labels: each
 /// is final (the order is FAILED and nothing of it remains), so they are rejections, not errors.
@@ -45,8 +49,9 @@ pub enum Answer {
     /// A final failure: a business rejection, `502` (rolled back) or a refused request;
     /// nothing of it remains.
     Failed { order_id: Option<String>, code: String },
-    /// No final answer (timeout, lost connection, `503`/`504`, `REQUEST_IN_PROGRESS`): the
-    /// order may or may not exist. Settled afterwards by sending the same key again.
+    /// No final answer (`202`, timeout, lost connection, `504` without `orderId`,
+    /// `REQUEST_IN_PROGRESS`): the order may or may not exist, or may still be running.
+    /// Settled afterwards by sending the same key again.
     Unknown(String),
 }
 
@@ -66,6 +71,8 @@ pub struct Attempt {
     pub key: String,
     pub line: Line,
     pub answer: Answer,
+    /// When its last answer asked to be asked again.
+    pub retry_after: Option<Duration>,
 }
 
 /// Every attempt of a phase, shared by the client tasks.
@@ -82,27 +89,45 @@ impl Book {
     }
 }
 
-/// Places `line` with `key`: how the driver counts it, and what the book keeps.
-pub async fn place(rest: &RestPool, key: &str, line: Line) -> (Outcome, Answer) {
-    match rest.post_keyed("/v1/orders", Some(key), line.body()).await {
-        Ok((status, body)) => judge(status, &body, line),
+/// What one `POST /v1/orders` came to: how the driver counts it, what the book keeps, and
+/// when the server asked to be asked again (`Retry-After`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub outcome: Outcome,
+    pub answer: Answer,
+    pub retry_after: Option<Duration>,
+}
+
+/// Places `line` with `key`.
+pub async fn place(rest: &RestPool, key: &str, line: Line) -> Placed {
+    match rest.send_keyed("/v1/orders", Some(key), line.body()).await {
+        Ok(reply) => {
+            let (outcome, answer) = judge(reply.status, &reply.body, line);
+            Placed { outcome, answer, retry_after: reply.retry_after }
+        }
         Err(err) => {
             let outcome = transport_error(&err);
             let why = match &outcome {
                 Outcome::Error(kind) => kind.clone(),
                 _ => "transport".to_owned(),
             };
-            (outcome, Answer::Unknown(why))
+            Placed { outcome, answer: Answer::Unknown(why), retry_after: None }
         }
     }
 }
 
-/// Reads an answer of `POST /v1/orders`.
+/// Reads an answer of `POST /v1/orders` (API.md, "Orders and payment").
 pub fn judge(status: StatusCode, body: &[u8], line: Line) -> (Outcome, Answer) {
     if status == StatusCode::CREATED {
         return match completed(body, line) {
             Ok((order_id, paid)) => (Outcome::Ok, Answer::Completed { order_id, paid }),
             // Not the order asked for, or not finished: the listing afterwards tells what it is.
+            Err(why) => (Outcome::Error(why.clone()), Answer::Unknown(why)),
+        };
+    }
+    if status == StatusCode::ACCEPTED {
+        return match pending(body, line) {
+            Ok(()) => (Outcome::Pending(PENDING), Answer::Unknown(PENDING.to_owned())),
             Err(why) => (Outcome::Error(why.clone()), Answer::Unknown(why)),
         };
     }
@@ -114,13 +139,30 @@ pub fn judge(status: StatusCode, body: &[u8], line: Line) -> (Outcome, Answer) {
         return (Outcome::Rejected(label), Answer::Failed { order_id, code });
     }
     let settled = match status.as_u16() {
-        // Nothing ran (429, or a request loadgen got wrong), or the saga rolled back (502).
+        // Nothing ran (429, or a request loadgen got wrong).
         400..=499 => code != "REQUEST_IN_PROGRESS",
+        // A problem naming its order is that order's final answer: FAILED, nothing of it left
+        // (rolled back by the data platform's failure, or given up after the forward budget).
+        502..=504 if order_id.is_some() => true,
         502 => code == "EXTERNAL_SERVICE_FAILED",
+        // A refusal without an order: shed or refused before anything started. Taken at its
+        // word: if it did start something, that order shows up COMPLETED without a 201 and
+        // the "orders ended as answered" check fails.
+        503 => matches!(code.as_str(), "UNAVAILABLE" | "OVERLOADED"),
         _ => false,
     };
     let answer = if settled { Answer::Failed { order_id, code } } else { Answer::Unknown(label.clone()) };
     (Outcome::Error(label), answer)
+}
+
+/// A `202` must carry the PENDING order of `line`.
+fn pending(body: &[u8], line: Line) -> Result<(), String> {
+    let order: Value = serde_json::from_slice(body).map_err(|_| "202 not JSON".to_owned())?;
+    match order["status"].as_str().unwrap_or("-") {
+        "PENDING" if order["userId"].as_i64() == Some(line.user) && order["orderId"].is_string() => Ok(()),
+        "PENDING" => Err("202 for another order".to_owned()),
+        other => Err(format!("202 {other}")),
+    }
 }
 
 /// `(orderId, paidAmount)` of a 201, which must be the COMPLETED order of `line`.
@@ -178,5 +220,23 @@ mod tests {
         ] {
             assert!(matches!(judge(status, body, LINE).1, Answer::Unknown(_)), "{status}");
         }
+    }
+
+    #[test]
+    fn a_202_is_pending_and_a_5xx_is_final_when_it_names_an_order_or_started_nothing() {
+        let accepted = br#"{"orderId":"o-4","userId":7,"status":"PENDING","items":[]}"#;
+        let (outcome, answer) = judge(StatusCode::ACCEPTED, accepted, LINE);
+        assert_eq!((outcome, answer), (Outcome::Pending(PENDING), Answer::Unknown(PENDING.into())));
+        let done = br#"{"orderId":"o-4","userId":7,"status":"COMPLETED"}"#;
+        assert_eq!(judge(StatusCode::ACCEPTED, done, LINE).0, Outcome::Error("202 COMPLETED".into()));
+        let gave_up = br#"{"status":503,"code":"UNAVAILABLE","orderId":"o-5"}"#;
+        let failed = Answer::Failed { order_id: Some("o-5".into()), code: "UNAVAILABLE".into() };
+        assert_eq!(judge(StatusCode::SERVICE_UNAVAILABLE, gave_up, LINE).1, failed);
+        let timed_out = br#"{"status":504,"code":"TIMEOUT","orderId":"o-6"}"#;
+        assert_eq!(judge(StatusCode::GATEWAY_TIMEOUT, timed_out, LINE).1.order_id(), Some("o-6"));
+        let shed = br#"{"status":503,"code":"OVERLOADED"}"#;
+        let (outcome, answer) = judge(StatusCode::SERVICE_UNAVAILABLE, shed, LINE);
+        assert_eq!(outcome, Outcome::Error("503 OVERLOADED".into()));
+        assert_eq!(answer, Answer::Failed { order_id: None, code: "OVERLOADED".into() });
     }
 }

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 pub use self::race::{ALREADY_ISSUED, Answers, Issued, SOLD_OUT, race_reports, sequences};
 use super::{Ledger, RestPool, Target, fresh_users, problem_code, transport_error};
-use crate::driver::{Limits, Outcome, run_phased};
+use crate::driver::{Limits, Outcome, Pace, run_phased};
 use crate::report::Report;
 
 /// Copies a coupon may have at most (coupon-svc's own bound).
@@ -93,7 +93,7 @@ pub async fn race(target: &Target, cfg: &Race, limits: Limits) -> anyhow::Result
     let issued = Issued::default();
     let path: Arc<str> = format!("/v1/coupons/{coupon_id}/issue").into();
     let (shared, log) = (rest.clone(), issued.clone());
-    let phases = run_phased(cfg.clients, limits, cfg.users, move |_, seq| {
+    let phases = run_phased(cfg.clients, Pace::Closed, limits, cfg.users, move |_, seq| {
         let (rest, path, log) = (shared.clone(), path.clone(), log.clone());
         async move { issue(&rest, &path, first_user + seq as i64, &log).await }
     })
