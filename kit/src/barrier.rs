@@ -112,3 +112,107 @@ pub async fn enter_compensation<C: ConnectionTrait>(txn: &C, saga: &SagaRef) -> 
 pub async fn action_result<C: ConnectionTrait>(txn: &C, saga: &SagaRef) -> Result<Option<Vec<u8>>, DbErr> {
     Ok(read_row(txn, &saga.with_op(Op::Action), Op::Action).await?.flatten())
 }
+
+/// Enters the barrier for a batch of distinct actions decided in one transaction (group
+/// commit): one multi-row insert, tagged with a marker of this batch, and one locking read
+/// that tells each action's gate: our marker on its row means the row is ours (proceed), any
+/// other row means done before (its stored result), a compensation row means refused. Call
+/// [`forget_actions`] for the actions the batch then refuses, as their rollback would.
+pub async fn enter_actions<C: ConnectionTrait>(txn: &C, sagas: &[&SagaRef]) -> Result<Vec<ActionGate>, DbErr> {
+    if sagas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marker = rand::random::<u128>().to_le_bytes().to_vec();
+    let mut values: Vec<Value> = Vec::with_capacity(sagas.len() * 3);
+    for saga in sagas {
+        values.extend([saga.saga_id().into(), saga.step().into(), marker.clone().into()]);
+    }
+    let rows = vec!["(?, ?, 'action', ?)"; sagas.len()].join(", ");
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::MySql,
+        format!("INSERT IGNORE INTO saga_barrier (saga_id, step, op, result) VALUES {rows}"),
+        values,
+    ))
+    .await?;
+    let tuples = vec!["(?, ?)"; sagas.len()].join(", ");
+    // A locking read: the latest committed rows, not this transaction's snapshot.
+    let found = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            format!(
+                "SELECT saga_id, step, op, result FROM saga_barrier WHERE (saga_id, step) IN ({tuples}) \
+                 LOCK IN SHARE MODE"
+            ),
+            keys(sagas),
+        ))
+        .await?;
+    let mut actions = std::collections::HashMap::new();
+    let mut compensated = std::collections::HashSet::new();
+    for row in &found {
+        let key: (String, String) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+        let op: String = row.try_get_by_index(2)?;
+        if op == Op::Compensate.as_str() {
+            compensated.insert(key);
+        } else {
+            actions.insert(key, row.try_get_by_index::<Option<Vec<u8>>>(3)?);
+        }
+    }
+    Ok(sagas
+        .iter()
+        .map(|saga| {
+            let key = (saga.saga_id().to_owned(), saga.step().to_owned());
+            if compensated.contains(&key) {
+                return ActionGate::Compensated;
+            }
+            match actions.remove(&key).flatten() {
+                Some(result) if result == marker => ActionGate::Proceed,
+                result => ActionGate::AlreadyDone(result),
+            }
+        })
+        .collect())
+}
+
+/// Removes the action rows of batch actions that were refused after all, as a rollback of
+/// their own transaction would have.
+pub async fn forget_actions<C: ConnectionTrait>(txn: &C, sagas: &[&SagaRef]) -> Result<(), DbErr> {
+    if sagas.is_empty() {
+        return Ok(());
+    }
+    let tuples = vec!["(?, ?)"; sagas.len()].join(", ");
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::MySql,
+        format!("DELETE FROM saga_barrier WHERE op = 'action' AND (saga_id, step) IN ({tuples})"),
+        keys(sagas),
+    ))
+    .await?;
+    Ok(())
+}
+
+/// [`record_result`] for a batch of actions, in one statement.
+pub async fn record_results<C: ConnectionTrait>(txn: &C, results: &[(&SagaRef, Vec<u8>)]) -> Result<(), DbErr> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let mut cases = String::new();
+    let mut values: Vec<Value> = Vec::with_capacity(results.len() * 5);
+    for (saga, result) in results {
+        cases.push_str(" WHEN saga_id = ? AND step = ? THEN ?");
+        values.extend([saga.saga_id().into(), saga.step().into(), result.clone().into()]);
+    }
+    let sagas: Vec<&SagaRef> = results.iter().map(|(saga, _)| *saga).collect();
+    values.extend(keys(&sagas));
+    let tuples = vec!["(?, ?)"; results.len()].join(", ");
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::MySql,
+        format!(
+            "UPDATE saga_barrier SET result = CASE{cases} END WHERE op = 'action' AND (saga_id, step) IN ({tuples})"
+        ),
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
+fn keys(sagas: &[&SagaRef]) -> Vec<Value> {
+    sagas.iter().flat_map(|saga| [saga.saga_id().into(), saga.step().into()]).collect()
+}

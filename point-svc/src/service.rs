@@ -2,6 +2,7 @@
 //! most once per key, and a retry gets the first answer again (kit::idempotency).
 
 use kit::ServiceError;
+use kit::batch::Combiner;
 use kit::idempotency::{self, IdempotencyKey, Once};
 use kit::saga::SagaRef;
 use sea_orm::DatabaseConnection;
@@ -9,16 +10,30 @@ use sea_orm::DatabaseConnection;
 use crate::domain::{
     Balance, ChargeAmount, DebitAmount, HistoryLimit, LedgerEntry, OrderRef, PayAmount, PointError, UserId,
 };
-use crate::store::{self, PaymentRecord, Refunded};
+use crate::store::{self, PaymentRecord, QueuedPayment, Refunded};
+
+type PayLanes = Combiner<usize, QueuedPayment, Result<PaymentRecord, PointError>>;
 
 #[derive(Clone)]
 pub struct Points {
     db: DatabaseConnection,
+    /// Group commit of saga payments (`store::pay_batch`), a lane per slice of users.
+    payments: Option<(PayLanes, usize)>,
 }
 
 impl Points {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// `pay_batch_max`: most saga payments decided in one transaction (0 = one each);
+    /// `lanes`: batches that commit at once.
+    pub fn new(db: DatabaseConnection, pay_batch_max: usize, lanes: usize) -> Self {
+        let payments = (pay_batch_max > 0).then(|| {
+            let db = db.clone();
+            let combiner = Combiner::new(pay_batch_max, move |_lane, items: Vec<QueuedPayment>| {
+                let db = db.clone();
+                async move { store::pay_batch(&db, &items).await }
+            });
+            (combiner, lanes.max(1))
+        });
+        Self { db, payments }
     }
 
     pub async fn balance(&self, user: UserId) -> Result<Balance, PointError> {
@@ -54,7 +69,14 @@ impl Points {
         order: &OrderRef,
         amount: PayAmount,
     ) -> Result<PaymentRecord, PointError> {
-        let result = store::pay(&self.db, saga, user, order, amount).await;
+        let result = match &self.payments {
+            Some((lanes, count)) => {
+                let lane = (user.get().unsigned_abs() % *count as u64) as usize;
+                let item = QueuedPayment { saga: saga.clone(), user, order: order.clone(), amount };
+                lanes.submit(lane, item).await.unwrap_or_else(|lost| Err(PointError::Store(lost.into())))
+            }
+            None => store::pay(&self.db, saga, user, order, amount).await,
+        };
         let outcome = match &result {
             Ok(record) if record.replayed => "replayed",
             Ok(_) => "paid",

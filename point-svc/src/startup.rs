@@ -38,7 +38,12 @@ impl Application {
             self.config.idempotency_purge_every,
             shutdown.clone(),
         );
-        self.server.serve(PointGrpc::new(Points::new(self.db)).into_server(), shutdown).await?;
+        self.server
+            .serve(
+                PointGrpc::new(Points::new(self.db, self.config.pay_batch_max, self.config.pay_lanes)).into_server(),
+                shutdown,
+            )
+            .await?;
         tracing::info!("point-svc stopped");
         Ok(())
     }

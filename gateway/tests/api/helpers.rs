@@ -44,6 +44,8 @@ pub async fn spawn_mesh_answering_within(answer_budget: Duration) -> TestMesh {
         service,
         idempotency_retention: Duration::from_secs(24 * 3600),
         idempotency_purge_every: Duration::from_secs(3600),
+        pay_batch_max: point_svc::config::DEFAULT_PAY_BATCH_MAX,
+        pay_lanes: point_svc::config::DEFAULT_PAY_LANES,
     };
     let point = point_svc::startup::Application::build(&point_config).await.expect("point-svc builds");
     let point_url = format!("http://{}", point.addr());

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use kit::barrier::{self, ActionGate};
 use kit::saga::SagaRef;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
@@ -55,13 +56,6 @@ pub async fn reserve_batch(db: &DatabaseConnection, product: ProductId, items: &
     }
 }
 
-/// What the barrier says about one saga in this batch.
-enum Gate {
-    Fresh,
-    Done,
-    Compensated,
-}
-
 async fn decide(
     txn: &DatabaseTransaction,
     product: ProductId,
@@ -76,11 +70,12 @@ async fn decide(
             i
         });
     }
-    let marker = rand::random::<u128>().to_le_bytes().to_vec();
-    let gates = enter_barriers(txn, items, &unique, &marker).await?;
+    let sagas: Vec<&SagaRef> = unique.iter().map(|&i| &items[i].saga).collect();
+    let gates: HashMap<usize, ActionGate> =
+        unique.iter().copied().zip(barrier::enter_actions(txn, &sagas).await.map_err(store_err)?).collect();
 
     let mut outcomes: Vec<Option<Outcome>> = (0..items.len()).map(|_| None).collect();
-    let fresh: Vec<usize> = unique.iter().copied().filter(|i| matches!(gates[i], Gate::Fresh)).collect();
+    let fresh: Vec<usize> = unique.iter().copied().filter(|i| matches!(gates[i], ActionGate::Proceed)).collect();
     let mut rejected = Vec::new();
     let mut changed = Vec::new();
     if !fresh.is_empty() {
@@ -167,9 +162,9 @@ async fn decide(
     }
     for &i in &unique {
         match gates[&i] {
-            Gate::Fresh => {}
-            Gate::Compensated => outcomes[i] = Some(Err(InventoryError::StepCompensated)),
-            Gate::Done => {
+            ActionGate::Proceed => {}
+            ActionGate::Compensated => outcomes[i] = Some(Err(InventoryError::StepCompensated)),
+            ActionGate::AlreadyDone(_) => {
                 let lines = reserved_lines_of(txn, items[i].saga.saga_id()).await?;
                 outcomes[i] = Some(Ok(Reserved { lines, changed: Vec::new(), replayed: true }));
             }
@@ -178,91 +173,14 @@ async fn decide(
     Ok(settle_duplicates(items, &first_of, outcomes))
 }
 
-/// Inserts an action row per unique saga, tagged with `marker`, and reads back which rows
-/// are ours (fresh), which were there before (done), and which sagas were compensated.
-async fn enter_barriers(
-    txn: &DatabaseTransaction,
-    items: &[HotReservation],
-    unique: &[usize],
-    marker: &[u8],
-) -> Result<HashMap<usize, Gate>, InventoryError> {
-    let mut values: Vec<Value> = Vec::with_capacity(unique.len() * 3);
-    for &i in unique {
-        values.extend([items[i].saga.saga_id().into(), items[i].saga.step().into(), marker.to_vec().into()]);
-    }
-    let rows = vec!["(?, ?, 'action', ?)"; unique.len()].join(", ");
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::MySql,
-        format!("INSERT IGNORE INTO saga_barrier (saga_id, step, op, result) VALUES {rows}"),
-        values,
-    ))
-    .await
-    .map_err(store_err)?;
-
-    let keys: Vec<Value> =
-        unique.iter().flat_map(|&i| [items[i].saga.saga_id().into(), items[i].saga.step().into()]).collect();
-    let tuples = vec!["(?, ?)"; unique.len()].join(", ");
-    // A locking read: the latest committed rows, not this transaction's snapshot.
-    let found = txn
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            format!("SELECT saga_id, step, op, result FROM saga_barrier WHERE (saga_id, step) IN ({tuples}) LOCK IN SHARE MODE"),
-            keys,
-        ))
-        .await
-        .map_err(store_err)?;
-    let mut ours = HashMap::new();
-    let mut compensated = HashMap::new();
-    for row in &found {
-        let saga_id: String = row.try_get_by_index(0).map_err(store_err)?;
-        let step: String = row.try_get_by_index(1).map_err(store_err)?;
-        let op: String = row.try_get_by_index(2).map_err(store_err)?;
-        let result: Option<Vec<u8>> = row.try_get_by_index(3).map_err(store_err)?;
-        match op.as_str() {
-            "compensate" => {
-                compensated.insert((saga_id, step), true);
-            }
-            _ => {
-                ours.insert((saga_id, step), result.as_deref() == Some(marker));
-            }
-        }
-    }
-    Ok(unique
-        .iter()
-        .map(|&i| {
-            let key = (items[i].saga.saga_id().to_owned(), items[i].saga.step().to_owned());
-            let gate = if compensated.contains_key(&key) {
-                Gate::Compensated
-            } else if ours.get(&key) == Some(&true) {
-                Gate::Fresh
-            } else {
-                Gate::Done
-            };
-            (i, gate)
-        })
-        .collect())
-}
-
 /// Removes the action rows of rejected items, as the rollback of a failed action would.
 async fn delete_barriers(
     txn: &DatabaseTransaction,
     items: &[HotReservation],
     rejected: &[usize],
 ) -> Result<(), InventoryError> {
-    if rejected.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<Value> =
-        rejected.iter().flat_map(|&i| [items[i].saga.saga_id().into(), items[i].saga.step().into()]).collect();
-    let tuples = vec!["(?, ?)"; rejected.len()].join(", ");
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::MySql,
-        format!("DELETE FROM saga_barrier WHERE op = 'action' AND (saga_id, step) IN ({tuples})"),
-        keys,
-    ))
-    .await
-    .map_err(store_err)?;
-    Ok(())
+    let sagas: Vec<&SagaRef> = rejected.iter().map(|&i| &items[i].saga).collect();
+    barrier::forget_actions(txn, &sagas).await.map_err(store_err)
 }
 
 /// Fills in the duplicates from their first occurrence: a duplicate of a success is a replay.

@@ -167,6 +167,8 @@ pub async fn start_point(prefix: &str, addr: Option<SocketAddr>, stop: Cancellat
         service,
         idempotency_retention: Duration::from_secs(24 * 3600),
         idempotency_purge_every: Duration::from_secs(3600),
+        pay_batch_max: point_svc::config::DEFAULT_PAY_BATCH_MAX,
+        pay_lanes: point_svc::config::DEFAULT_PAY_LANES,
     };
     let app = point_svc::startup::Application::build(&config).await.expect("point-svc builds");
     let addr = app.addr();

@@ -5,9 +5,11 @@
 //! balance read back in the same statement, so the ledger always sums to the balance.
 
 mod ledger;
+mod pay_batch;
 mod saga;
 
 pub use ledger::{balance, charge, history, use_points};
+pub use pay_batch::{QueuedPayment, pay_batch};
 pub use saga::{PaymentRecord, Refunded, pay, refund};
 
 use crate::domain::PointError;

@@ -96,3 +96,52 @@ async fn payments_racing_their_refunds_always_net_to_zero() {
     assert_eq!(app.balance(6).await, 100_000);
     assert_eq!(app.ledger_sum(6).await, 100_000);
 }
+
+#[tokio::test]
+async fn concurrent_payments_share_batches_and_each_is_decided_alone_in_arrival_order() {
+    let app = spawn_app().await;
+    // Users 20..30 hold 5,000 each; every one gets six payments of 1,000 at once, each sent
+    // twice (a retried call), and a seventh that is refused: the batch decides every payment
+    // on its own balance and answers the duplicate with the same record.
+    let users: Vec<i64> = (20..30).collect();
+    for &user in &users {
+        app.charge(user, 5_000).await.unwrap();
+    }
+    let calls = users.iter().flat_map(|&user| {
+        (0..6).flat_map(move |n| {
+            let id = format!("b{user}-{n}");
+            [(id.clone(), user), (id, user)]
+        })
+    });
+    let answers = futures::future::join_all(calls.map(|(id, user)| {
+        let app = &app;
+        async move { (id.clone(), user, pay(app, &id, user, 1_000).await) }
+    }))
+    .await;
+    for &user in &users {
+        let mine: Vec<_> = answers.iter().filter(|(_, u, _)| *u == user).collect();
+        let paid: std::collections::BTreeSet<&str> =
+            mine.iter().filter(|(_, _, a)| a.is_ok()).map(|(id, _, _)| id.as_str()).collect();
+        assert_eq!(paid.len(), 5, "user {user}: 5,000 pays five of six");
+        for (id, _, answer) in &mine {
+            match answer {
+                Ok(_) => assert!(paid.contains(id.as_str())),
+                Err(status) => {
+                    assert_eq!(code(status), ErrorCode::InsufficientPoints, "{id}");
+                    assert!(!paid.contains(id.as_str()), "{id}: both copies of a saga get one answer");
+                }
+            }
+        }
+        let replays = mine.iter().filter(|(_, _, a)| a.as_ref().is_ok_and(|r| r.replayed)).count();
+        assert_eq!(replays, 5, "user {user}: each duplicate of a payment is its replay");
+        assert_eq!(app.balance(user).await, 0);
+        assert_eq!(app.ledger_sum(user).await, 0, "the ledger sums to the balance");
+        assert_eq!(app.newest_balance_after(user).await, 0);
+    }
+    // A refund gives back exactly what its payment took, once.
+    let (id, user) = (format!("b{}-0", users[0]), users[0]);
+    let refunded = refund(&app, &id, user).await;
+    let expected = if answers.iter().any(|(i, _, a)| *i == id && a.is_ok()) { 1_000 } else { 0 };
+    assert_eq!(refunded.refunded_amount, expected);
+    assert_eq!(app.balance(user).await, expected);
+}
