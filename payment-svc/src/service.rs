@@ -190,6 +190,7 @@ impl Payments {
             request_hash: Some(key.fingerprint().to_vec()),
             rounds: 0,
             answer: None,
+            fresh: true,
         };
         let outcome = inner.driver.run(saga, &writer, held.lost()).await;
         held.release().await;

@@ -110,3 +110,16 @@ pub struct Failure {
     pub product_id: Option<i64>,
     pub detail: String,
 }
+
+/// Codes of failures that say nothing about whether the call took effect: the call may
+/// have been carried out before its answer was lost.
+const UNCERTAIN: [&str; 6] =
+    ["UNAVAILABLE", "TIMEOUT", "INTERNAL", "RATE_LIMITED", "OVERLOADED", "EXTERNAL_SERVICE_FAILED"];
+
+impl Failure {
+    /// A business refusal ("out of stock", "not enough points"): the participant decided it
+    /// in a transaction that rolled back, so the failed step left nothing to undo.
+    pub fn left_no_effect(&self) -> bool {
+        !UNCERTAIN.contains(&self.code.as_str())
+    }
+}

@@ -61,7 +61,8 @@ pub enum Outcome {
 
 /// Why a step stopped the forward drive.
 enum Stop {
-    Failed(StepError),
+    /// The step failed for good after this many calls in this drive.
+    Failed(StepError, u32),
     /// The log could not be written: fenced off, or the database failed (a commit whose
     /// outcome is unknown included). Not a step failure: the drive stops and recovery,
     /// reading what did commit, redoes the step through the barrier.
@@ -97,11 +98,12 @@ fn touch(order: &mut Order, seq: usize, status: StepStatus) {
 impl Driver {
     /// Drives `saga` as far as it goes now. `lost` fires if the user's lock is lost.
     pub async fn run(&self, saga: SagaRecord, writer: &Writer, lost: &CancellationToken) -> Outcome {
-        let SagaRecord { mut order, phase, rounds, .. } = saga;
+        let SagaRecord { mut order, phase, rounds, fresh, .. } = saga;
         let outcome = match phase {
             Phase::Settled => return Outcome::Settled(order),
-            Phase::Forward => match self.forward(&mut order, writer, lost).await {
+            Phase::Forward => match self.forward(&mut order, writer, lost, fresh).await {
                 Ok(true) => Ok(Outcome::Settled(order)),
+                Ok(false) if order.status == OrderStatus::Failed => Ok(Outcome::Settled(order)),
                 Ok(false) => self.backward(order, writer, lost, false, rounds).await,
                 Err(stop) => Err(stop),
             },
@@ -120,7 +122,13 @@ impl Driver {
     /// Every step from the first, then the completion. `Ok(true)`: completed. `Ok(false)`:
     /// a step failed and the saga is turned around. A re-drive calls the steps that already
     /// ran again: their barriers answer what they answered before.
-    async fn forward(&self, order: &mut Order, w: &Writer, lost: &CancellationToken) -> Result<bool, &'static str> {
+    async fn forward(
+        &self,
+        order: &mut Order,
+        w: &Writer,
+        lost: &CancellationToken,
+        fresh: bool,
+    ) -> Result<bool, &'static str> {
         let budget_ends = tokio::time::Instant::now() + self.policies.forward_budget;
         let mut step_rows = order.steps.iter().any(|s| s.attempts > 1 || s.last_error.is_some());
         for seq in 0..order.steps.len() {
@@ -136,10 +144,22 @@ impl Driver {
                 Err(Stop::Interrupted) => {
                     return Err("the saga log could not be written (fenced off or database down)");
                 }
-                Err(Stop::Failed(err)) => {
+                Err(Stop::Failed(err, calls)) => {
                     let failure = err.into_failure();
-                    tracing::info!(order_id = %order.id, step = step.as_str(), code = %failure.code, "checkout step failed; compensating");
                     touch(order, seq, StepStatus::Failed);
+                    // Refused at the only call ever made of the first step that changes
+                    // anything (a sold-out product in a checkout just started): nothing took
+                    // effect and no other call of it can arrive late, so the checkout
+                    // settles FAILED in one write, with nothing to compensate.
+                    let first_effect = (0..seq).all(|s| !order.steps[s].name.compensable());
+                    if fresh && calls == 1 && first_effect && failure.left_no_effect() {
+                        order.failure = Some(failure);
+                        order.status = OrderStatus::Failed;
+                        order.updated_at = kit::time::now_millis();
+                        self.store.failed_at_once(w, order, seq).await.map_err(|_| "could not record the failure")?;
+                        return Ok(false);
+                    }
+                    tracing::info!(order_id = %order.id, step = step.as_str(), code = %failure.code, "checkout step failed; compensating");
                     self.store
                         .step_failed(w, order, seq, &failure)
                         .await
@@ -181,7 +201,7 @@ impl Driver {
         let reply = loop {
             let err = match self.attempt(order, step).await {
                 Ok(reply) => break reply,
-                Err(err @ StepError::Rejected(_)) => return Err(Stop::Failed(err)),
+                Err(err @ StepError::Rejected(_)) => return Err(Stop::Failed(err, retry + 1)),
                 Err(err) => err,
             };
             let (delay, give_up) = if step == StepName::TransmitData {
@@ -192,7 +212,7 @@ impl Driver {
                 (delay, tokio::time::Instant::now() + delay >= budget_ends)
             };
             if give_up {
-                return Err(Stop::Failed(err));
+                return Err(Stop::Failed(err, retry + 1));
             }
             metrics::counter!("saga_step_retries_total", "step" => step.as_str(), "op" => "action").increment(1);
             tracing::debug!(order_id = %order.id, step = step.as_str(), error = %err.describe(), retry_in = ?delay, "step failed for now; retrying");
@@ -205,11 +225,14 @@ impl Driver {
             Reply::Prices(prices) => {
                 for line in &mut order.lines {
                     let Some(&(_, price)) = prices.iter().find(|(p, _)| *p == line.product_id) else {
-                        return Err(Stop::Failed(StepError::Rejected(Failure {
-                            code: ErrorCode::Internal.as_str().to_owned(),
-                            product_id: Some(line.product_id),
-                            detail: "inventory answered without this line".to_owned(),
-                        })));
+                        return Err(Stop::Failed(
+                            StepError::Rejected(Failure {
+                                code: ErrorCode::Internal.as_str().to_owned(),
+                                product_id: Some(line.product_id),
+                                detail: "inventory answered without this line".to_owned(),
+                            }),
+                            retry + 1,
+                        ));
                     };
                     line.unit_price = price;
                 }
@@ -256,7 +279,9 @@ impl Driver {
     ) -> Result<Outcome, &'static str> {
         for seq in (0..order.steps.len()).rev() {
             let (step, was) = (order.steps[seq].name, order.steps[seq].status);
-            // PENDING steps never ran (a failure stops the forward drive before them).
+            // PENDING steps never ran (a failure stops the forward drive before them). The
+            // step that failed is undone too: a call of it may still arrive late, and its
+            // compensation is what bars it (the barrier's null compensation).
             if !step.compensable() || matches!(was, StepStatus::Pending | StepStatus::Compensated) {
                 continue;
             }

@@ -16,6 +16,9 @@ pub struct SagaRecord {
     pub rounds: i32,
     /// A settled checkout's answer, as it was when it settled.
     pub answer: Option<Order>,
+    /// Just started by this driver: no other drive has called any of its steps. A saga read
+    /// back from the database never is.
+    pub fresh: bool,
 }
 
 /// Why a cancel could not start.
@@ -84,6 +87,7 @@ impl Store {
                 .try_get_by_index::<Option<Vec<u8>>>(3)
                 .map_err(store_err)?
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
+            fresh: false,
         }))
     }
 
@@ -165,6 +169,39 @@ impl Store {
             .await?;
         }
         txn.execute_raw(stmt("UPDATE saga SET phase = 'COMPENSATING' WHERE id = ?", [id.into()])).await?;
+        commit(txn).await
+    }
+
+    /// A step refused before anything of the checkout took effect: the step FAILED, the
+    /// order FAILED with its failure, the saga settled with its answer, in one transaction.
+    pub async fn failed_at_once(&self, w: &Writer, order: &Order, seq: usize) -> Result<(), WriteError> {
+        let id = order.id.as_str();
+        let failure = order.failure.as_ref().ok_or(WriteError::Fenced)?;
+        let txn = self.guarded(w, id).await?;
+        set_step(&txn, id, seq, order.steps[seq].name, StepStatus::Failed, Some(&failure.detail), true).await?;
+        let moved = txn
+            .execute_raw(stmt(
+                "UPDATE orders SET status = 'FAILED', failure_code = ?, failure_product_id = ?, failure_detail = ?, \
+                 updated_at = ? WHERE id = ? AND status = 'PENDING'",
+                [
+                    failure.code.as_str().into(),
+                    failure.product_id.into(),
+                    truncate(&failure.detail).into(),
+                    order.updated_at.naive_utc().into(),
+                    id.into(),
+                ],
+            ))
+            .await?
+            .rows_affected();
+        if moved != 1 {
+            let _ = txn.rollback().await;
+            return Err(WriteError::Fenced);
+        }
+        txn.execute_raw(stmt(
+            "UPDATE saga SET phase = 'SETTLED', last_error = NULL, answer = ? WHERE id = ?",
+            [kit::idempotency::encode(order).into(), id.into()],
+        ))
+        .await?;
         commit(txn).await
     }
 
