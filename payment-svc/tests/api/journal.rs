@@ -239,3 +239,22 @@ async fn a_participant_down_past_the_forward_budget_fails_the_order_fully_compen
     assert_eq!(status_of(again.get_ref()), pb::OrderStatus::Failed);
     assert_eq!(mesh.balance(90).await, 5_000);
 }
+
+#[tokio::test]
+async fn one_users_checkouts_at_once_take_turns_and_all_complete() {
+    let mesh = spawn_mesh_with(PaymentTuning::default()).await;
+    let product = mesh.product(250, 100).await;
+    mesh.charge(95, 10_000).await;
+    let orders = join_all((0..8).map(|n| {
+        let mut client = mesh.payment();
+        let req = pb::PlaceOrderRequest { user_id: 95, items: vec![line(product, 1)], user_coupon_id: None };
+        async move { client.place_order(keyed(req, &format!("turn-{n}"))).await }
+    }))
+    .await;
+    for order in orders {
+        let order = order.expect("each waits for its turn").into_inner();
+        assert_eq!(status_of(&order), pb::OrderStatus::Completed, "{order:?}");
+    }
+    assert_eq!(mesh.stock(product).await, 92);
+    assert_eq!(mesh.balance(95).await, 10_000 - 8 * 250);
+}
