@@ -10,7 +10,11 @@ use crate::domain::{
 };
 use crate::store::{self, HotReservation, ProductCache, Released, Reserved};
 
-type HotRows = Combiner<ProductId, HotReservation, Result<Reserved, InventoryError>>;
+type HotRows = Combiner<usize, HotReservation, Result<Reserved, InventoryError>>;
+
+/// Reservation batches committing at once. A product always falls in the same lane, so its
+/// reservations are decided one batch at a time, in arrival order.
+const RESERVE_LANES: u64 = 8;
 
 #[derive(Clone)]
 pub struct Inventory {
@@ -21,14 +25,14 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// `hot_batch_max`: most single-line reservations of one product decided in one
-    /// transaction; 0 turns coalescing off.
+    /// `hot_batch_max`: most single-line reservations (of one hot product or of many)
+    /// decided in one transaction; 0 turns coalescing off.
     pub fn new(db: DatabaseConnection, cache: ProductCache, hot_batch_max: usize) -> Self {
         let hot_rows = (hot_batch_max > 0).then(|| {
             let db = db.clone();
-            Combiner::new(hot_batch_max, move |product, items: Vec<HotReservation>| {
+            Combiner::new(hot_batch_max, move |_lane, items: Vec<HotReservation>| {
                 let db = db.clone();
-                async move { store::reserve_batch(&db, product, &items).await }
+                async move { store::reserve_batch(&db, &items).await }
             })
         });
         Self { db, cache, hot_rows }
@@ -73,11 +77,9 @@ impl Inventory {
     pub async fn reserve(&self, saga: &SagaRef, request: &ReservationRequest) -> Result<Reserved, InventoryError> {
         let result = match (request.lines(), &self.hot_rows) {
             ([line], Some(hot_rows)) => {
-                let item = HotReservation { saga: saga.clone(), quantity: line.quantity };
-                hot_rows
-                    .submit(line.product_id, item)
-                    .await
-                    .unwrap_or_else(|lost| Err(InventoryError::Store(lost.into())))
+                let item = HotReservation { saga: saga.clone(), product: line.product_id, quantity: line.quantity };
+                let lane = (line.product_id.get().unsigned_abs() % RESERVE_LANES) as usize;
+                hot_rows.submit(lane, item).await.unwrap_or_else(|lost| Err(InventoryError::Store(lost.into())))
             }
             _ => store::reserve(&self.db, saga, request).await,
         };

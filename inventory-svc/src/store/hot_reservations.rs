@@ -1,14 +1,16 @@
-//! Group commit for a hot product: the single-line reservations of one product that queued
-//! up together are decided in one transaction (DESIGN.md, "Stock").
+//! Group commit of single-line reservations (DESIGN.md, "Stock"): the reservations that
+//! queued up together, of one hot product or of many, are decided in one transaction.
 //!
-//! Each order still succeeds or fails on its own, in arrival order: the row is read
-//! `FOR UPDATE`, the requests are allocated one by one against it, and the accepted ones
-//! are taken with a single UPDATE. The barrier holds per saga exactly as in the one-by-one
-//! path: fresh actions are recognised by a per-batch marker on the row they inserted, a
-//! rejected action's barrier row is removed again (as a rollback would), duplicates get
-//! the stored reservation, and compensated sagas are refused.
+//! Each order still succeeds or fails on its own, in arrival order. Products are taken in
+//! id order (no deadlocks): a product asked for once is taken with its conditional UPDATE; a
+//! product asked for several times (a hot SKU) has its row read `FOR UPDATE`, the requests
+//! allocated one by one against it, and the accepted ones taken with a single UPDATE. One
+//! read gives every price and new version, one INSERT every reservation. The barrier holds
+//! per saga exactly as in the one-by-one path (`kit::barrier::enter_actions`): a rejected
+//! action's barrier row is removed again (as a rollback would), duplicates get the stored
+//! reservation, and compensated sagas are refused.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kit::barrier::{self, ActionGate};
 use kit::saga::SagaRef;
@@ -16,51 +18,59 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
 };
 
-use super::reservations::{Reserved, reserve, reserved_lines_of};
-use super::{finish, retry_transient, store_err};
+use super::products::versions;
+use super::reservations::{Reserved, exists, reserve, reserved_lines_of};
+use super::{finish, store_err};
 use crate::domain::{InventoryError, ProductId, Quantity, ReservationRequest, ReservedLine, StockLine};
 
 /// One queued single-line reservation.
 #[derive(Clone, Debug)]
 pub struct HotReservation {
     pub saga: SagaRef,
+    pub product: ProductId,
     pub quantity: Quantity,
 }
 
 type Outcome = Result<Reserved, InventoryError>;
 
-/// Decides `items` (arrival order) for `product`: one result per item, in order.
-pub async fn reserve_batch(db: &DatabaseConnection, product: ProductId, items: &[HotReservation]) -> Vec<Outcome> {
+/// Decides `items` (arrival order): one result per item, in order.
+pub async fn reserve_batch(db: &DatabaseConnection, items: &[HotReservation]) -> Vec<Outcome> {
     // A batch of one is an ordinary reservation: the one-by-one path decides it in fewer
-    // statements (no marker to read back, no row read before the conditional UPDATE).
+    // statements (no marker to read back).
     if let [item] = items {
-        let line = StockLine { product_id: product, quantity: item.quantity };
+        let line = StockLine { product_id: item.product, quantity: item.quantity };
         return vec![match ReservationRequest::parse(vec![line]) {
             Ok(request) => reserve(db, &item.saga, &request).await,
             Err(err) => Err(err),
         }];
     }
-    let decided = retry_transient(|| async {
+    let decided = async {
         let txn = db.begin().await.map_err(store_err)?;
-        let outcome = decide(&txn, product, items).await;
+        let outcome = decide(&txn, items).await;
         finish(txn, outcome).await
-    })
+    }
     .await;
     match decided {
         Ok(outcomes) => outcomes,
         Err(err) => {
-            // The transaction as a whole failed: every item fails the same way, nothing changed.
-            let shared = ShareableError::from(err);
-            items.iter().map(|_| Err(shared.to_error())).collect()
+            // The batch could not commit whole (a deadlock between batches' duplicate-key
+            // locks, a lost connection): nothing of it did. Each reservation is decided
+            // alone then, so one batch's trouble never fails its neighbours.
+            tracing::debug!(error = %err, size = items.len(), "reservation batch failed; deciding one by one");
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items {
+                let line = StockLine { product_id: item.product, quantity: item.quantity };
+                outcomes.push(match ReservationRequest::parse(vec![line]) {
+                    Ok(request) => reserve(db, &item.saga, &request).await,
+                    Err(err) => Err(err),
+                });
+            }
+            outcomes
         }
     }
 }
 
-async fn decide(
-    txn: &DatabaseTransaction,
-    product: ProductId,
-    items: &[HotReservation],
-) -> Result<Vec<Outcome>, InventoryError> {
+async fn decide(txn: &DatabaseTransaction, items: &[HotReservation]) -> Result<Vec<Outcome>, InventoryError> {
     // The first occurrence of a saga in the batch speaks for its duplicates.
     let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
     let mut unique = Vec::new();
@@ -75,89 +85,69 @@ async fn decide(
         unique.iter().copied().zip(barrier::enter_actions(txn, &sagas).await.map_err(store_err)?).collect();
 
     let mut outcomes: Vec<Option<Outcome>> = (0..items.len()).map(|_| None).collect();
-    let fresh: Vec<usize> = unique.iter().copied().filter(|i| matches!(gates[i], ActionGate::Proceed)).collect();
+    // Fresh actions by product, products in id order, each product's in arrival order.
+    let mut by_product: BTreeMap<ProductId, Vec<usize>> = BTreeMap::new();
+    for &i in &unique {
+        if matches!(gates[&i], ActionGate::Proceed) {
+            by_product.entry(items[i].product).or_default().push(i);
+        }
+    }
+    let now = kit::time::now_millis().naive_utc();
     let mut rejected = Vec::new();
-    let mut changed = Vec::new();
-    if !fresh.is_empty() {
-        let row = txn
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::MySql,
-                "SELECT stock, price, version FROM product WHERE id = ? FOR UPDATE",
-                [product.get().into()],
-            ))
-            .await
-            .map_err(store_err)?;
-        let Some(row) = row else {
-            for &i in &fresh {
-                outcomes[i] = Some(Err(InventoryError::ProductNotFound(product)));
-                rejected.push(i);
-            }
-            delete_barriers(txn, items, &rejected).await?;
-            return Ok(settle_duplicates(items, &first_of, outcomes));
+    let mut accepted = Vec::new();
+    for (&product, fresh) in &by_product {
+        let decided = match fresh.as_slice() {
+            [one] => take_one(txn, product, items[*one].quantity, now).await?.map(|()| vec![*one]),
+            many => take_many(txn, product, items, many, now).await?,
         };
-        let (mut stock, price, version): (i64, i64, i64) = (
-            row.try_get_by_index(0).map_err(store_err)?,
-            row.try_get_by_index(1).map_err(store_err)?,
-            row.try_get_by_index(2).map_err(store_err)?,
-        );
-        let mut accepted = Vec::new();
-        for &i in &fresh {
-            let qty = items[i].quantity.get();
-            if qty <= stock {
-                stock -= qty;
-                accepted.push(i);
-            } else {
-                outcomes[i] = Some(Err(InventoryError::OutOfStock(product)));
-                rejected.push(i);
+        match decided {
+            Ok(taken) => {
+                rejected.extend(fresh.iter().filter(|i| !taken.contains(i)).inspect(|&&i| {
+                    outcomes[i] = Some(Err(InventoryError::OutOfStock(product)));
+                }));
+                accepted.extend(taken);
+            }
+            Err(err) => {
+                let shared = ShareableError::from_ref(&err);
+                for &i in fresh {
+                    outcomes[i] = Some(Err(shared.to_error()));
+                }
+                rejected.extend(fresh.iter().copied());
             }
         }
-        delete_barriers(txn, items, &rejected).await?;
-        if !accepted.is_empty() {
-            let taken: i64 = accepted.iter().map(|&i| items[i].quantity.get()).sum();
-            let orders = accepted.len() as i64;
-            let now = kit::time::now_millis().naive_utc();
-            // `stock >= ?` again: the row is locked, so this only guards against a bug above.
-            let updated = txn
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::MySql,
-                    "UPDATE product SET stock = stock - ?, version = version + ?, updated_at = ? WHERE id = ? AND stock >= ?",
-                    [taken.into(), orders.into(), now.into(), product.get().into(), taken.into()],
-                ))
-                .await
-                .map_err(store_err)?
-                .rows_affected();
-            if updated != 1 {
-                return Err(InventoryError::Store(anyhow::anyhow!(
-                    "hot-row batch lost its row lock on product {product}"
-                )));
-            }
-            let mut values: Vec<Value> = Vec::with_capacity(accepted.len() * 5);
-            for &i in &accepted {
-                let saga_id = items[i].saga.saga_id();
-                values.extend([
-                    saga_id.into(),
-                    product.get().into(),
-                    items[i].quantity.get().into(),
-                    price.into(),
-                    now.into(),
-                ]);
-            }
-            let rows = vec!["(?, ?, ?, ?, ?)"; accepted.len()].join(", ");
-            txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::MySql,
-                format!(
-                    "INSERT INTO reservation (saga_id, product_id, quantity, unit_price, created_at) VALUES {rows}"
-                ),
-                values,
-            ))
-            .await
-            .map_err(store_err)?;
-            changed.push((product.get(), version + orders));
-            for &i in &accepted {
-                let line =
-                    ReservedLine { product_id: product.get(), quantity: items[i].quantity.get(), unit_price: price };
-                outcomes[i] = Some(Ok(Reserved { lines: vec![line], changed: changed.clone(), replayed: false }));
-            }
+    }
+    delete_barriers(txn, items, &rejected).await?;
+    if !accepted.is_empty() {
+        let mut ids: Vec<i64> = accepted.iter().map(|&i| items[i].product.get()).collect();
+        ids.dedup();
+        // Read under the row locks just taken: the prices and versions of this very change.
+        let current = versions(txn, &ids).await?;
+        let price_of = |id: i64| current.iter().find(|(pid, ..)| *pid == id).map(|&(_, price, _)| price).unwrap_or(0);
+        let mut values: Vec<Value> = Vec::with_capacity(accepted.len() * 5);
+        for &i in &accepted {
+            let id = items[i].product.get();
+            values.extend([
+                items[i].saga.saga_id().into(),
+                id.into(),
+                items[i].quantity.get().into(),
+                price_of(id).into(),
+                now.into(),
+            ]);
+        }
+        let rows = vec!["(?, ?, ?, ?, ?)"; accepted.len()].join(", ");
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            format!("INSERT INTO reservation (saga_id, product_id, quantity, unit_price, created_at) VALUES {rows}"),
+            values,
+        ))
+        .await
+        .map_err(store_err)?;
+        for &i in &accepted {
+            let id = items[i].product.get();
+            let changed: Vec<(i64, i64)> =
+                current.iter().filter(|(pid, ..)| *pid == id).map(|&(pid, _, version)| (pid, version)).collect();
+            let line = ReservedLine { product_id: id, quantity: items[i].quantity.get(), unit_price: price_of(id) };
+            outcomes[i] = Some(Ok(Reserved { lines: vec![line], changed, replayed: false }));
         }
     }
     for &i in &unique {
@@ -171,6 +161,83 @@ async fn decide(
         }
     }
     Ok(settle_duplicates(items, &first_of, outcomes))
+}
+
+/// One reservation of `product`: its conditional UPDATE. `Ok(Err(_))`: refused (out of
+/// stock, or no such product), nothing taken.
+async fn take_one(
+    txn: &DatabaseTransaction,
+    product: ProductId,
+    quantity: Quantity,
+    now: chrono::NaiveDateTime,
+) -> Result<Result<(), InventoryError>, InventoryError> {
+    let qty = quantity.get();
+    let taken = txn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "UPDATE product SET stock = stock - ?, version = version + 1, updated_at = ? WHERE id = ? AND stock >= ?",
+            [qty.into(), now.into(), product.get().into(), qty.into()],
+        ))
+        .await
+        .map_err(store_err)?
+        .rows_affected();
+    if taken == 1 {
+        return Ok(Ok(()));
+    }
+    Ok(Err(if exists(txn, product.get()).await? {
+        InventoryError::OutOfStock(product)
+    } else {
+        InventoryError::ProductNotFound(product)
+    }))
+}
+
+/// Several reservations of one hot `product`: its row read `FOR UPDATE`, the requests
+/// allocated in arrival order, the accepted ones taken with one UPDATE. `Ok(Ok(taken))`:
+/// the items accepted (the others are out of stock); `Ok(Err(_))`: no such product.
+async fn take_many(
+    txn: &DatabaseTransaction,
+    product: ProductId,
+    items: &[HotReservation],
+    fresh: &[usize],
+    now: chrono::NaiveDateTime,
+) -> Result<Result<Vec<usize>, InventoryError>, InventoryError> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "SELECT stock FROM product WHERE id = ? FOR UPDATE",
+            [product.get().into()],
+        ))
+        .await
+        .map_err(store_err)?;
+    let Some(row) = row else { return Ok(Err(InventoryError::ProductNotFound(product))) };
+    let mut stock: i64 = row.try_get_by_index(0).map_err(store_err)?;
+    let mut accepted = Vec::new();
+    for &i in fresh {
+        let qty = items[i].quantity.get();
+        if qty <= stock {
+            stock -= qty;
+            accepted.push(i);
+        }
+    }
+    if accepted.is_empty() {
+        return Ok(Ok(accepted));
+    }
+    let taken: i64 = accepted.iter().map(|&i| items[i].quantity.get()).sum();
+    let orders = accepted.len() as i64;
+    // `stock >= ?` again: the row is locked, so this only guards against a bug above.
+    let updated = txn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "UPDATE product SET stock = stock - ?, version = version + ?, updated_at = ? WHERE id = ? AND stock >= ?",
+            [taken.into(), orders.into(), now.into(), product.get().into(), taken.into()],
+        ))
+        .await
+        .map_err(store_err)?
+        .rows_affected();
+    if updated != 1 {
+        return Err(InventoryError::Store(anyhow::anyhow!("hot-row batch lost its row lock on product {product}")));
+    }
+    Ok(Ok(accepted))
 }
 
 /// Removes the action rows of rejected items, as the rollback of a failed action would.

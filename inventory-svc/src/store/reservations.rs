@@ -156,7 +156,7 @@ async fn release_in(txn: &DatabaseTransaction, saga: &SagaRef) -> Result<Release
     Ok(Released { units, null_compensation: false, changed })
 }
 
-async fn exists(txn: &DatabaseTransaction, id: i64) -> Result<bool, InventoryError> {
+pub(super) async fn exists(txn: &DatabaseTransaction, id: i64) -> Result<bool, InventoryError> {
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::MySql,

@@ -224,3 +224,56 @@ async fn a_hot_reservation_of_a_missing_product_is_not_found_and_leaves_nothing(
     assert_eq!((err.code, err.product_id), (ErrorCode::NotFound, Some(987_654)));
     assert!(app.release("ghost-hot").await.unwrap().null_compensation);
 }
+
+#[tokio::test]
+async fn buyers_of_many_products_at_once_are_decided_each_on_its_own_product() {
+    for mode in RESERVATION_MODES {
+        let app = spawn_app_with(mode).await;
+        // Five products of 10 units and one that does not exist; 30 buyers of each, every
+        // call sent twice (a retry): batches mix products, duplicates and refusals.
+        let mut products = Vec::new();
+        for n in 0..5 {
+            products.push(app.create_product(&format!("P{n}"), 100 + n, 10).await.id);
+        }
+        let missing = 987_654;
+        let calls = products.iter().chain([&missing]).flat_map(|&product| {
+            (0..30).flat_map(move |i| {
+                let saga_id = format!("mix-{product}-{i}");
+                [(saga_id.clone(), product), (saga_id, product)]
+            })
+        });
+        let answers = futures::future::join_all(calls.map(|(saga_id, product)| {
+            let app = &app;
+            async move { (saga_id.clone(), product, app.reserve(&saga_id, &[(product, 1)]).await) }
+        }))
+        .await;
+        for &product in products.iter().chain([&missing]) {
+            let mine: Vec<_> = answers.iter().filter(|(_, p, _)| *p == product).collect();
+            let sold: std::collections::BTreeSet<&str> =
+                mine.iter().filter(|(_, _, a)| a.is_ok()).map(|(s, _, _)| s.as_str()).collect();
+            for (saga_id, _, answer) in &mine {
+                match answer {
+                    Ok(reply) => {
+                        assert_eq!(
+                            reply.lines[0].unit_price,
+                            100 + products.iter().position(|&p| p == product).unwrap() as i64
+                        );
+                    }
+                    Err(err) if product == missing => {
+                        assert_eq!(err.code, ErrorCode::NotFound, "{saga_id} mode {mode}: {err}")
+                    }
+                    Err(err) => {
+                        assert_eq!((err.code, err.product_id), (ErrorCode::OutOfStock, Some(product)), "{saga_id}");
+                        assert!(!sold.contains(saga_id.as_str()), "{saga_id}: both copies get one answer");
+                    }
+                }
+            }
+            if product == missing {
+                assert!(sold.is_empty());
+                continue;
+            }
+            assert_eq!(sold.len(), 10, "product {product} (mode {mode}): exactly its stock sold");
+            assert_eq!(app.stock_in_db(product).await, 0);
+        }
+    }
+}

@@ -20,7 +20,7 @@ use sea_orm::{
 
 use super::ledger::{debit, read_balance};
 use super::saga::{PaymentRecord, pay};
-use super::{finish, retry_transient, store_err};
+use super::{finish, store_err};
 use crate::domain::{EntryType, OrderRef, PayAmount, PointError, UserId};
 
 /// One queued saga payment.
@@ -40,18 +40,24 @@ pub async fn pay_batch(db: &DatabaseConnection, items: &[QueuedPayment]) -> Vec<
     if let [item] = items {
         return vec![pay(db, &item.saga, item.user, &item.order, item.amount).await];
     }
-    let decided = retry_transient(|| async {
+    let decided = async {
         let txn = db.begin().await.map_err(store_err)?;
         let outcome = decide(&txn, items).await;
         finish(txn, outcome).await
-    })
+    }
     .await;
     match decided {
         Ok(outcomes) => outcomes,
         Err(err) => {
-            // The transaction as a whole failed: nothing of it committed, every item fails alike.
-            let cause = format!("{err:#}");
-            items.iter().map(|_| Err(PointError::Store(anyhow::anyhow!("payment batch failed: {cause}")))).collect()
+            // The batch could not commit whole (a deadlock between batches' duplicate-key
+            // locks, a lost connection): nothing of it did. Each payment is decided alone
+            // then, in arrival order, so one batch's trouble never fails its neighbours.
+            tracing::debug!(error = %err, size = items.len(), "payment batch failed; paying one by one");
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items {
+                outcomes.push(pay(db, &item.saga, item.user, &item.order, item.amount).await);
+            }
+            outcomes
         }
     }
 }
