@@ -55,6 +55,7 @@ error_codes! {
     Unauthenticated        => "UNAUTHENTICATED",          Unauthenticated,    401, "Authentication is required";
     Forbidden              => "FORBIDDEN",                PermissionDenied,   403, "Not allowed";
     NotFound               => "NOT_FOUND",                NotFound,           404, "Not found";
+    MethodNotAllowed       => "METHOD_NOT_ALLOWED",       Unimplemented,      405, "Method not allowed";
     OutOfStock             => "OUT_OF_STOCK",             FailedPrecondition, 409, "Out of stock";
     CouponSoldOut          => "COUPON_SOLD_OUT",          FailedPrecondition, 409, "The coupon is sold out";
     CouponAlreadyIssued    => "COUPON_ALREADY_ISSUED",    AlreadyExists,      409, "The coupon was already issued to this user";

@@ -41,9 +41,5 @@ pub async fn not_found(uri: Uri) -> Response {
 }
 
 pub async fn method_not_allowed(method: Method) -> Response {
-    Problem::with_status(
-        405,
-        ServiceError::new(ErrorCode::ValidationFailed, format!("method {method} is not allowed here")),
-    )
-    .into_response()
+    Problem::new(ErrorCode::MethodNotAllowed, format!("method {method} is not allowed here")).into_response()
 }
