@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 
 use axum::http::{HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use kit::{ErrorCode, ServiceError};
+use kit::ErrorCode;
 
 use crate::problem::Problem;
 use crate::upstream::Upstreams;
