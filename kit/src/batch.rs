@@ -102,6 +102,34 @@ where
     }
 }
 
+/// Decides a batch in one go if it can, else each item alone. A batch that cannot commit
+/// whole (a deadlock between batches' locks, a key already taken, a lost connection) has
+/// committed nothing, so deciding its items one by one is safe, and one item's trouble never
+/// fails its neighbours. A batch of one goes straight to `alone`, the cheaper path, and
+/// `together` (a future: nothing runs until it is awaited) is dropped unpolled.
+pub async fn together_or_alone<'a, I, R, E, A, F>(
+    items: &'a [I],
+    together: impl Future<Output = Result<Vec<R>, E>>,
+    alone: A,
+) -> Vec<R>
+where
+    E: std::fmt::Display,
+    A: Fn(&'a I) -> F,
+    F: Future<Output = R>,
+{
+    if items.len() > 1 {
+        match together.await {
+            Ok(results) => return results,
+            Err(err) => tracing::debug!(error = %err, size = items.len(), "batch not committed; deciding one by one"),
+        }
+    }
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        results.push(alone(item).await);
+    }
+    results
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -136,5 +164,25 @@ mod tests {
     async fn a_flush_that_answers_too_little_is_an_error_not_a_hang() {
         let combiner = Combiner::new(8, |_: u8, _: Vec<u8>| async { Vec::<u8>::new() });
         assert!(combiner.submit(1, 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_is_decided_item_by_item_and_one_item_goes_alone() {
+        let tried = AtomicUsize::new(0);
+        let results = together_or_alone(
+            &[1, 2, 3],
+            async {
+                tried.fetch_add(1, Ordering::Relaxed);
+                Err::<Vec<i32>, _>("deadlock")
+            },
+            |item| async move { item * 10 },
+        )
+        .await;
+        assert_eq!((results, tried.load(Ordering::Relaxed)), (vec![10, 20, 30], 1));
+        let together =
+            together_or_alone(&[1, 2], async { Ok::<_, &str>(vec![7, 8]) }, |item| async move { *item }).await;
+        assert_eq!(together, vec![7, 8]);
+        let alone = together_or_alone(&[5], async { Ok::<_, &str>(vec![0]) }, |item| async move { *item }).await;
+        assert_eq!(alone, vec![5], "a batch of one takes the single path");
     }
 }

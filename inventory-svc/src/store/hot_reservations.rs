@@ -13,13 +13,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kit::barrier::{self, ActionGate};
+use kit::batch::together_or_alone;
 use kit::saga::SagaRef;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
 
 use super::products::versions;
-use super::reservations::{Reserved, exists, reserve, reserved_lines_of};
+use super::reservations::{Reserved, exists, insert_reservations, reserve, reserved_lines_of};
 use super::{finish, store_err};
 use crate::domain::{InventoryError, ProductId, Quantity, ReservationRequest, ReservedLine, StockLine};
 
@@ -35,39 +34,19 @@ type Outcome = Result<Reserved, InventoryError>;
 
 /// Decides `items` (arrival order): one result per item, in order.
 pub async fn reserve_batch(db: &DatabaseConnection, items: &[HotReservation]) -> Vec<Outcome> {
-    // A batch of one is an ordinary reservation: the one-by-one path decides it in fewer
-    // statements (no marker to read back).
-    if let [item] = items {
-        let line = StockLine { product_id: item.product, quantity: item.quantity };
-        return vec![match ReservationRequest::parse(vec![line]) {
-            Ok(request) => reserve(db, &item.saga, &request).await,
-            Err(err) => Err(err),
-        }];
-    }
-    let decided = async {
-        let txn = db.begin().await.map_err(store_err)?;
-        let outcome = decide(&txn, items).await;
-        finish(txn, outcome).await
-    }
-    .await;
-    match decided {
-        Ok(outcomes) => outcomes,
-        Err(err) => {
-            // The batch could not commit whole (a deadlock between batches' duplicate-key
-            // locks, a lost connection): nothing of it did. Each reservation is decided
-            // alone then, so one batch's trouble never fails its neighbours.
-            tracing::debug!(error = %err, size = items.len(), "reservation batch failed; deciding one by one");
-            let mut outcomes = Vec::with_capacity(items.len());
-            for item in items {
-                let line = StockLine { product_id: item.product, quantity: item.quantity };
-                outcomes.push(match ReservationRequest::parse(vec![line]) {
-                    Ok(request) => reserve(db, &item.saga, &request).await,
-                    Err(err) => Err(err),
-                });
-            }
-            outcomes
-        }
-    }
+    together_or_alone(
+        items,
+        async {
+            let txn = db.begin().await.map_err(store_err)?;
+            let outcome = decide(&txn, items).await;
+            finish(txn, outcome).await
+        },
+        |item| async move {
+            let line = StockLine { product_id: item.product, quantity: item.quantity };
+            reserve(db, &item.saga, &ReservationRequest::parse(vec![line])?).await
+        },
+    )
+    .await
 }
 
 async fn decide(txn: &DatabaseTransaction, items: &[HotReservation]) -> Result<Vec<Outcome>, InventoryError> {
@@ -123,25 +102,18 @@ async fn decide(txn: &DatabaseTransaction, items: &[HotReservation]) -> Result<V
         // Read under the row locks just taken: the prices and versions of this very change.
         let current = versions(txn, &ids).await?;
         let price_of = |id: i64| current.iter().find(|(pid, ..)| *pid == id).map(|&(_, price, _)| price).unwrap_or(0);
-        let mut values: Vec<Value> = Vec::with_capacity(accepted.len() * 5);
-        for &i in &accepted {
-            let id = items[i].product.get();
-            values.extend([
-                items[i].saga.saga_id().into(),
-                id.into(),
-                items[i].quantity.get().into(),
-                price_of(id).into(),
-                now.into(),
-            ]);
-        }
-        let rows = vec!["(?, ?, ?, ?, ?)"; accepted.len()].join(", ");
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            format!("INSERT INTO reservation (saga_id, product_id, quantity, unit_price, created_at) VALUES {rows}"),
-            values,
-        ))
-        .await
-        .map_err(store_err)?;
+        let rows: Vec<(&str, i64, i64, i64)> = accepted
+            .iter()
+            .map(|&i| {
+                (
+                    items[i].saga.saga_id(),
+                    items[i].product.get(),
+                    items[i].quantity.get(),
+                    price_of(items[i].product.get()),
+                )
+            })
+            .collect();
+        insert_reservations(txn, &rows, now).await?;
         for &i in &accepted {
             let id = items[i].product.get();
             let changed: Vec<(i64, i64)> =

@@ -89,23 +89,38 @@ async fn reserve_in(
     // Read under the row locks just taken: the prices and versions of this very change.
     let current = versions(txn, &ids).await?;
     let mut lines = Vec::with_capacity(ids.len());
-    let mut values: Vec<Value> = Vec::with_capacity(ids.len() * 5);
     for line in request.lines() {
         let id = line.product_id.get();
         let unit_price = current.iter().find(|(pid, ..)| *pid == id).map(|&(_, price, _)| price).unwrap_or_default();
         lines.push(ReservedLine { product_id: id, quantity: line.quantity.get(), unit_price });
-        values.extend([saga.saga_id().into(), id.into(), line.quantity.get().into(), unit_price.into(), now.into()]);
     }
-    let rows = vec!["(?, ?, ?, ?, ?)"; lines.len()].join(", ");
+    let rows: Vec<(&str, i64, i64, i64)> =
+        lines.iter().map(|l| (saga.saga_id(), l.product_id, l.quantity, l.unit_price)).collect();
+    insert_reservations(txn, &rows, now).await?;
+    let changed = current.into_iter().map(|(id, _, version)| (id, version)).collect();
+    Ok(Reserved { lines, changed, replayed: false })
+}
+
+/// What each reservation took, at what price: `(saga id, product, quantity, unit price)`,
+/// one multi-row INSERT. The rows are what a release gives back.
+pub(super) async fn insert_reservations(
+    txn: &DatabaseTransaction,
+    rows: &[(&str, i64, i64, i64)],
+    now: chrono::NaiveDateTime,
+) -> Result<(), InventoryError> {
+    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 5);
+    for &(saga_id, product, quantity, unit_price) in rows {
+        values.extend([saga_id.into(), product.into(), quantity.into(), unit_price.into(), now.into()]);
+    }
+    let marks = vec!["(?, ?, ?, ?, ?)"; rows.len()].join(", ");
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::MySql,
-        format!("INSERT INTO reservation (saga_id, product_id, quantity, unit_price, created_at) VALUES {rows}"),
+        format!("INSERT INTO reservation (saga_id, product_id, quantity, unit_price, created_at) VALUES {marks}"),
         values,
     ))
     .await
     .map_err(store_err)?;
-    let changed = current.into_iter().map(|(id, _, version)| (id, version)).collect();
-    Ok(Reserved { lines, changed, replayed: false })
+    Ok(())
 }
 
 async fn release_in(txn: &DatabaseTransaction, saga: &SagaRef) -> Result<Released, InventoryError> {

@@ -53,7 +53,7 @@ impl Payments {
                 Ok(Some(Progress::Settled(order))) => Ok((order, false)),
                 _ => Ok((pending, false)),
             },
-            Some(Progress::Exists) => self.join(&id, &key, answer_by).await,
+            Some(Progress::Exists(known)) => self.join(&id, &key, known, answer_by).await,
             Some(Progress::Refused(err)) => Err(err),
             Some(Progress::Settled(_) | Progress::Unsettled) | None => {
                 Err(PaymentError::store(anyhow::anyhow!("the checkout task ended without starting")))
@@ -78,8 +78,8 @@ impl Payments {
         let held = match inner.locks.acquire(user, Duration::ZERO).await {
             Ok(held) => Ok(held),
             Err(_) => match inner.store.saga(&id).await {
-                Ok(Some(_)) => {
-                    let _ = tx.send(Progress::Exists).await;
+                Ok(Some(saga)) => {
+                    let _ = tx.send(Progress::Exists(Some(Box::new(saga)))).await;
                     return;
                 }
                 Ok(None) => inner.locks.acquire(user, start_by.saturating_duration_since(Instant::now())).await,
@@ -109,7 +109,7 @@ impl Payments {
             other => {
                 held.release().await;
                 let progress = match other {
-                    Started::Outcome(StartOutcome::Exists) => Progress::Exists,
+                    Started::Outcome(StartOutcome::Exists) => Progress::Exists(None),
                     Started::Outcome(StartOutcome::Failed(err)) => Progress::Refused(PaymentError::store(err)),
                     _ => {
                         metrics::counter!("checkout_refused_total", "reason" => "start_batch").increment(1);
@@ -150,10 +150,14 @@ impl Payments {
         &self,
         id: &OrderId,
         key: &IdempotencyKey,
+        known: Option<Box<SagaRecord>>,
         answer_by: Instant,
     ) -> Result<(Order, bool), PaymentError> {
         let inner = &self.inner;
-        let saga = inner.store.saga(id).await?.ok_or_else(|| PaymentError::OrderNotFound(id.as_str().into()))?;
+        let saga = match known {
+            Some(saga) => *saga,
+            None => inner.store.saga(id).await?.ok_or_else(|| PaymentError::OrderNotFound(id.as_str().into()))?,
+        };
         if saga.request_hash.as_deref().is_some_and(|hash| hash != key.fingerprint()) {
             return Err(PaymentError::KeyReused);
         }

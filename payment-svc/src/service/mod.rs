@@ -20,7 +20,7 @@ use crate::domain::{ListLimit, Order, OrderId, OrderStatus, PaymentError, Phase,
 use crate::saga::driver::{Driver, Outcome};
 use crate::saga::journal::Journal;
 use crate::saga::locks::UserLocks;
-use crate::store::{CancelRefused, Store, WriteError};
+use crate::store::{CancelRefused, SagaRecord, Store, WriteError};
 
 mod checkout;
 
@@ -59,8 +59,8 @@ struct Inner {
 enum Progress {
     /// Not started, nothing written.
     Refused(PaymentError),
-    /// The key already has its order.
-    Exists,
+    /// The key already has its order (as read, when the task read it).
+    Exists(Option<Box<SagaRecord>>),
     /// Started: the saga is durable and runs to its end whatever the request does.
     Started(Order),
     Settled(Order),

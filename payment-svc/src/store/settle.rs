@@ -6,6 +6,7 @@
 //! [`Store::guarded`]) merged with the state change, so a stale driver changes nothing;
 //! completions of concurrent checkouts share the transaction (group commit).
 
+use kit::batch::together_or_alone;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
 
 use super::{Store, WriteError, Writer, stmt};
@@ -25,20 +26,11 @@ impl Store {
     /// Completes `batch` in one transaction if it can, else one by one. One result per
     /// checkout, in order; [`WriteError::Fenced`] for a driver that no longer owns its saga.
     pub async fn complete_checkouts(&self, batch: &[Completion]) -> Vec<Result<(), WriteError>> {
-        if batch.len() > 1 {
-            match self.complete_together(batch).await {
-                Ok(results) => return results,
-                Err(err) => {
-                    tracing::debug!(error = %err, size = batch.len(), "completion batch failed; completing one by one");
-                }
-            }
-        }
-        let mut results = Vec::with_capacity(batch.len());
-        for completion in batch {
+        together_or_alone(batch, self.complete_together(batch), |completion| async move {
             let one = self.complete_together(std::slice::from_ref(completion)).await;
-            results.push(one.map_err(WriteError::Db).and_then(|mut r| r.pop().unwrap_or(Err(WriteError::Fenced))));
-        }
-        results
+            one.map_err(WriteError::Db).and_then(|mut r| r.pop().unwrap_or(Err(WriteError::Fenced)))
+        })
+        .await
     }
 
     async fn complete_together(&self, batch: &[Completion]) -> Result<Vec<Result<(), WriteError>>, DbErr> {

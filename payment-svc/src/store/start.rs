@@ -8,6 +8,7 @@
 //! If a batch cannot commit whole (a key that already has its order, a deadlock, a lost
 //! connection), each of its checkouts is started alone, so one checkout never fails another.
 
+use kit::batch::together_or_alone;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
 
 use super::{Store, stmt};
@@ -44,24 +45,23 @@ impl Store {
     /// Starts `batch` in one transaction if it can, else one by one. One outcome per
     /// checkout, in order.
     pub async fn start_checkouts(&self, batch: &[NewCheckout]) -> Vec<StartOutcome> {
-        if batch.len() > 1 {
-            match self.start_together(batch).await {
-                Ok(Some(epochs)) => return epochs.into_iter().map(|epoch| StartOutcome::Started { epoch }).collect(),
-                Ok(None) => {}
-                Err(err) => {
-                    tracing::debug!(error = %err, size = batch.len(), "start batch failed; starting one by one")
+        together_or_alone(
+            batch,
+            async {
+                match self.start_together(batch).await? {
+                    Some(epochs) => Ok(epochs.into_iter().map(|epoch| StartOutcome::Started { epoch }).collect()),
+                    None => Err(DbErr::Custom("a key of the batch already has its order".into())),
                 }
-            }
-        }
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for checkout in batch {
-            outcomes.push(match self.start_alone(checkout).await {
-                Ok(Some(epoch)) => StartOutcome::Started { epoch },
-                Ok(None) => StartOutcome::Exists,
-                Err(err) => StartOutcome::Failed(err),
-            });
-        }
-        outcomes
+            },
+            |checkout| async move {
+                match self.start_alone(checkout).await {
+                    Ok(Some(epoch)) => StartOutcome::Started { epoch },
+                    Ok(None) => StartOutcome::Exists,
+                    Err(err) => StartOutcome::Failed(err),
+                }
+            },
+        )
+        .await
     }
 
     /// `Ok(None)`: some key of the batch already has its order; nothing was written.

@@ -60,6 +60,37 @@ impl Default for PaymentTuning {
     }
 }
 
+impl PaymentTuning {
+    /// Short leases and frequent sweeps: a dead replica's sagas are recovered within seconds.
+    pub fn fast_recovery() -> Self {
+        Self {
+            saga_lease: Duration::from_secs(1),
+            recover_every: Duration::from_millis(200),
+            lock_ttl: Duration::from_secs(2),
+            ..Self::default()
+        }
+    }
+}
+
+/// Sends `request` with `key` to a payment-svc replica of its own, and kills that replica
+/// `after` later the way a killed process dies: its runtime is dropped, every task
+/// mid-await, nothing cleaned up. Answers what the client saw (normally a lost connection).
+pub async fn checkout_on_a_replica_killed_after(
+    config: &PaymentConfig,
+    request: pb::PlaceOrderRequest,
+    key: &str,
+    after: Duration,
+) -> Result<tonic::Response<pb::Order>, tonic::Status> {
+    let doomed = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let config = config.clone();
+    let mut client = doomed.spawn(async move { start_payment(&config, CancellationToken::new()).await }).await.unwrap();
+    let key = key.to_owned();
+    let in_flight = tokio::spawn(async move { client.place_order(keyed(request, &key)).await });
+    tokio::time::sleep(after).await;
+    doomed.shutdown_background();
+    in_flight.await.unwrap()
+}
+
 pub async fn spawn_mesh() -> TestMesh {
     spawn_mesh_with(PaymentTuning::default()).await
 }
@@ -209,6 +240,13 @@ pub fn status_of(order: &pb::Order) -> pb::OrderStatus {
 }
 
 impl TestMesh {
+    /// Stops the mesh's own payment replicas: only the ones a test starts drive sagas.
+    pub fn stop_payment_replicas(&self) {
+        for stop in &self.payment_stops {
+            stop.cancel();
+        }
+    }
+
     pub fn payment(&self) -> PaymentServiceClient<Channel> {
         self.payments[0].clone()
     }

@@ -10,7 +10,8 @@ use mesh_proto::payment::v1 as pb;
 use serde_json::json;
 
 use crate::helpers::{
-    PaymentTuning, keyed, line, spawn_mesh_with, start_coupon, start_inventory, start_payment, start_point, status_of,
+    PaymentTuning, checkout_on_a_replica_killed_after, keyed, line, spawn_mesh_with, start_coupon, start_inventory,
+    start_payment, start_point, status_of,
 };
 
 const REPLAYED: &str = "idempotent-replayed";
@@ -68,16 +69,8 @@ async fn a_saga_interrupted_after_each_step_is_completed_by_recovery() {
 }
 
 async fn interrupted_after(cut: DoneUpTo) {
-    let tuning = PaymentTuning {
-        saga_lease: Duration::from_secs(1),
-        recover_every: Duration::from_millis(200),
-        lock_ttl: Duration::from_secs(2),
-        ..PaymentTuning::default()
-    };
-    let mesh = spawn_mesh_with(tuning).await;
-    for stop in &mesh.payment_stops {
-        stop.cancel();
-    }
+    let mesh = spawn_mesh_with(PaymentTuning::fast_recovery()).await;
+    mesh.stop_payment_replicas();
     let (user, price, qty, discount) = (70, 1_500, 2, 500);
     let product = mesh.product(price, 10).await;
     mesh.charge(user, 10_000).await;
@@ -88,20 +81,12 @@ async fn interrupted_after(cut: DoneUpTo) {
         DoneUpTo::Payment => mesh.platform_control(json!({"failMode": "none", "latencyMs": 5_000})).await,
     }
 
-    // The doomed replica runs on a runtime of its own and dies the way a killed process
-    // does: every task dropped mid-await, nothing recorded after its start.
-    let doomed = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let config = mesh.payment_config.clone();
-    let mut client = doomed.spawn(async move { start_payment(&config, CancellationToken::new()).await }).await.unwrap();
+    // The replica dies mid-call: nothing was recorded after the saga's start.
     let request =
         pb::PlaceOrderRequest { user_id: user, items: vec![line(product, qty)], user_coupon_id: Some(coupon) };
-    let in_flight = tokio::spawn({
-        let request = request.clone();
-        async move { client.place_order(keyed(request, "cut")).await }
-    });
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    doomed.shutdown_background();
-    let _ = in_flight.await;
+    let _ =
+        checkout_on_a_replica_killed_after(&mesh.payment_config, request.clone(), "cut", Duration::from_millis(1_200))
+            .await;
     assert_eq!(mesh.stock(product).await, 10 - qty, "{cut:?}: the dead replica had reserved");
 
     // The participant comes back; a new replica finds the saga's lease run out and drives it

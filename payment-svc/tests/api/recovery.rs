@@ -6,7 +6,10 @@ use kit::ErrorCode;
 use mesh_proto::payment::v1 as pb;
 use serde_json::json;
 
-use crate::helpers::{PaymentTuning, code, keyed, line, spawn_mesh_with, start_inventory, start_payment, status_of};
+use crate::helpers::{
+    PaymentTuning, checkout_on_a_replica_killed_after, code, keyed, line, spawn_mesh_with, start_inventory,
+    start_payment, status_of,
+};
 
 /// Polls `order_id` until it settles (COMPLETED, FAILED or CANCELLED) or `limit` passes.
 async fn settled(mesh: &crate::helpers::TestMesh, order_id: &str, limit: Duration) -> pb::Order {
@@ -72,38 +75,23 @@ async fn a_compensation_that_keeps_failing_is_retried_in_the_background() {
 
 #[tokio::test]
 async fn a_saga_whose_replica_died_mid_way_is_recovered() {
-    let tuning = PaymentTuning {
-        saga_lease: Duration::from_secs(1),
-        recover_every: Duration::from_millis(200),
-        lock_ttl: Duration::from_secs(2),
-        ..PaymentTuning::default()
-    };
-    let mesh = spawn_mesh_with(tuning).await;
+    let mesh = spawn_mesh_with(PaymentTuning::fast_recovery()).await;
     // The mesh's own replica is stopped: only the doomed one, then its successor, drive.
-    for stop in &mesh.payment_stops {
-        stop.cancel();
-    }
+    mesh.stop_payment_replicas();
     let product = mesh.product(1_000, 10).await;
     mesh.charge(42, 5_000).await;
     mesh.platform_control(json!({"failMode": "none", "latencyMs": 5_000})).await;
 
-    // A replica on a runtime of its own, so it can die the way a killed process does:
-    // every task dropped mid-await, nothing cleaned up.
-    let doomed = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let config = mesh.payment_config.clone();
-    let mut client = doomed
-        .spawn(async move { start_payment(&config, kit::shutdown::CancellationToken::new()).await })
-        .await
-        .unwrap();
+    // Let a replica reserve, pay and hang on the slow platform, then kill it.
     let request = pb::PlaceOrderRequest { user_id: 42, items: vec![line(product, 3)], user_coupon_id: None };
-    let in_flight = tokio::spawn({
-        let request = request.clone();
-        async move { client.place_order(keyed(request, "crash")).await }
-    });
-    // Let it reserve, pay and hang on the slow platform, then kill it.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    doomed.shutdown_background();
-    assert!(in_flight.await.unwrap().is_err(), "the client lost its connection");
+    let answer = checkout_on_a_replica_killed_after(
+        &mesh.payment_config,
+        request.clone(),
+        "crash",
+        Duration::from_millis(1_500),
+    )
+    .await;
+    assert!(answer.is_err(), "the client lost its connection");
     assert_eq!(mesh.stock(product).await, 7, "the dead replica had reserved");
 
     // A new replica takes the saga over once its lease ran out and finishes it.

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 
 use kit::barrier::{self, ActionGate};
+use kit::batch::together_or_alone;
 use kit::saga::SagaRef;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
@@ -36,30 +37,16 @@ type Outcome = Result<PaymentRecord, PointError>;
 
 /// Decides `items` (arrival order): one result per item, in order.
 pub async fn pay_batch(db: &DatabaseConnection, items: &[QueuedPayment]) -> Vec<Outcome> {
-    // A batch of one is an ordinary payment: fewer statements (no marker to read back).
-    if let [item] = items {
-        return vec![pay(db, &item.saga, item.user, &item.order, item.amount).await];
-    }
-    let decided = async {
-        let txn = db.begin().await.map_err(store_err)?;
-        let outcome = decide(&txn, items).await;
-        finish(txn, outcome).await
-    }
-    .await;
-    match decided {
-        Ok(outcomes) => outcomes,
-        Err(err) => {
-            // The batch could not commit whole (a deadlock between batches' duplicate-key
-            // locks, a lost connection): nothing of it did. Each payment is decided alone
-            // then, in arrival order, so one batch's trouble never fails its neighbours.
-            tracing::debug!(error = %err, size = items.len(), "payment batch failed; paying one by one");
-            let mut outcomes = Vec::with_capacity(items.len());
-            for item in items {
-                outcomes.push(pay(db, &item.saga, item.user, &item.order, item.amount).await);
-            }
-            outcomes
-        }
-    }
+    together_or_alone(
+        items,
+        async {
+            let txn = db.begin().await.map_err(store_err)?;
+            let outcome = decide(&txn, items).await;
+            finish(txn, outcome).await
+        },
+        |item| pay(db, &item.saga, item.user, &item.order, item.amount),
+    )
+    .await
 }
 
 fn key_of(saga: &SagaRef) -> (&str, &str) {
