@@ -59,6 +59,8 @@ async fn odd_paths_and_methods_are_4xx_problems() {
     let resp = mesh.http.get(mesh.url("/v1/nothing-here")).send().await.unwrap();
     expect_problem(resp, 404, "NOT_FOUND").await;
     let resp = mesh.http.delete(mesh.url("/v1/products/1")).send().await.unwrap();
+    let allow = resp.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+    assert!(allow.as_deref().is_some_and(|a| a.contains("GET")), "Allow lists the methods: {allow:?}");
     expect_problem(resp, 405, "METHOD_NOT_ALLOWED").await;
     let resp = mesh.http.get(mesh.url("/v1/products/1/stock")).send().await.unwrap();
     expect_problem(resp, 405, "METHOD_NOT_ALLOWED").await;
