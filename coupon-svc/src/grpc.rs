@@ -7,7 +7,7 @@ use pb::coupon_service_server::CouponService;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    Coupon, CouponError, CouponId, Discount, IssueWindow, NewCoupon, UserCoupon, UserCouponStatus, UserId,
+    Coupon, CouponError, CouponId, Discount, IssueWindow, NewCoupon, PageRequest, UserCoupon, UserCouponStatus, UserId,
 };
 use crate::service::Coupons;
 
@@ -107,6 +107,19 @@ impl CouponService for CouponGrpc {
     async fn get_coupon(&self, request: Request<pb::GetCouponRequest>) -> Result<Response<pb::Coupon>, Status> {
         let id = CouponId::parse(request.into_inner().id, "couponId").map_err(status)?;
         Ok(Response::new(coupon_to_proto(self.coupons.get(id).await.map_err(status)?)))
+    }
+
+    async fn list_coupons(
+        &self,
+        request: Request<pb::ListCouponsRequest>,
+    ) -> Result<Response<pb::ListCouponsResponse>, Status> {
+        let req = request.into_inner();
+        let page = PageRequest::parse(req.page, req.size).map_err(status)?;
+        let (items, total_items) = self.coupons.list(page).await.map_err(status)?;
+        Ok(Response::new(pb::ListCouponsResponse {
+            items: items.into_iter().map(coupon_to_proto).collect(),
+            total_items,
+        }))
     }
 
     async fn issue_coupon(&self, request: Request<pb::IssueCouponRequest>) -> Result<Response<pb::UserCoupon>, Status> {

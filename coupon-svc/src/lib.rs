@@ -7,6 +7,7 @@
 //!   the batched durable issue, and the barrier-guarded saga use/restore.
 //! - [`service`]: the use cases: admit, write in batches, give back on failure, rebuild and
 //!   reconcile the gate.
+//! - [`sold_out`]: coupons MySQL holds every copy of, answered from memory without Redis.
 //! - [`grpc`]: serves `mesh.coupon.v1.CouponService`.
 //! - [`config`], [`startup`]: settings from `COUPON_*` and the wiring.
 
@@ -14,5 +15,6 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod service;
+pub mod sold_out;
 pub mod startup;
 pub mod store;

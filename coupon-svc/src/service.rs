@@ -1,6 +1,7 @@
 //! The coupon use cases. Issuing is: the Redis gate admits (or refuses at once: sold out,
 //! already issued), then the admission is written to MySQL in a batch with its neighbours;
-//! a write that fails gives the admission back. MySQL's constraints decide in the end.
+//! a write that fails gives the admission back. MySQL's constraints decide in the end. A
+//! coupon MySQL holds every copy of is answered from memory, before the gate ([`SoldOut`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,8 @@ use kit::saga::SagaRef;
 use kit::shutdown::CancellationToken;
 use sea_orm::DatabaseConnection;
 
-use crate::domain::{Coupon, CouponError, CouponId, NewCoupon, UserCoupon, UserId};
+use crate::domain::{Coupon, CouponError, CouponId, NewCoupon, PageRequest, UserCoupon, UserId};
+use crate::sold_out::{SoldOut, SoldOutView, batch_shows_final};
 use crate::store::{self, Admission, IssueGate, IssueRequest, Restored, Used};
 
 type Writer = Combiner<i64, IssueRequest, Result<UserCoupon, CouponError>>;
@@ -32,16 +34,35 @@ pub struct Coupons {
     rebuilding: Arc<tokio::sync::Mutex<()>>,
     /// Coupons this process issued, for the reconciler.
     touched: Arc<Mutex<HashSet<i64>>>,
+    sold_out: SoldOut,
 }
 
 impl Coupons {
     pub fn new(db: DatabaseConnection, gate: IssueGate, batch_max: usize) -> Self {
-        let writer_db = db.clone();
+        let sold_out = SoldOut::new(db.clone());
+        let (writer_db, writer_sold_out) = (db.clone(), sold_out.clone());
         let writer = Combiner::new(batch_max.max(1), move |_coupon: i64, items: Vec<IssueRequest>| {
-            let db = writer_db.clone();
-            async move { store::issue_batch(&db, &items).await }
+            let (db, sold_out) = (writer_db.clone(), writer_sold_out.clone());
+            async move {
+                let outcomes = store::issue_batch(&db, &items).await;
+                // Recorded before anyone hears back, so no request after a sell-out needs Redis.
+                if let Some(first) = items.first()
+                    && batch_shows_final(first.coupon.total_quantity, &outcomes)
+                {
+                    sold_out.reached(first.coupon.id, first.coupon.total_quantity);
+                }
+                outcomes
+            }
         });
-        Self { db, gate, writer, definitions: Arc::default(), rebuilding: Arc::default(), touched: Arc::default() }
+        Self {
+            db,
+            gate,
+            writer,
+            definitions: Arc::default(),
+            rebuilding: Arc::default(),
+            touched: Arc::default(),
+            sold_out,
+        }
     }
 
     pub async fn create(&self, new: NewCoupon) -> Result<Coupon, CouponError> {
@@ -54,6 +75,21 @@ impl Coupons {
     /// The coupon with its current issued count (from MySQL, the record).
     pub async fn get(&self, id: CouponId) -> Result<Coupon, CouponError> {
         store::get(&self.db, id).await
+    }
+
+    /// A page of coupons, newest first, and how many there are in all.
+    pub async fn list(&self, page: PageRequest) -> Result<(Vec<Coupon>, i64), CouponError> {
+        store::list(&self.db, page).await
+    }
+
+    /// What this process knows about the coupon being sold out for good.
+    pub fn sold_out_view(&self, coupon_id: i64) -> SoldOutView {
+        self.sold_out.view(coupon_id)
+    }
+
+    /// See [`SoldOut::set_holders_in_memory_max`].
+    pub fn set_holders_in_memory_max(&self, max: i64) {
+        self.sold_out.set_holders_in_memory_max(max);
     }
 
     fn remember(&self, coupon: Coupon) -> Arc<Coupon> {
@@ -73,6 +109,16 @@ impl Coupons {
         let coupon = self.definition(id).await?;
         if !coupon.window.contains(Utc::now()) {
             return Err(CouponError::NotIssuable);
+        }
+        if let Some(done) = self.sold_out.final_of(coupon.id) {
+            // The gate's order: a holder is told so before anyone is told "sold out".
+            let refused: Result<UserCoupon, CouponError> = if self.sold_out.holds(&done, user.get()).await? {
+                Err(CouponError::AlreadyIssued)
+            } else {
+                Err(CouponError::SoldOut)
+            };
+            metrics::counter!("coupon_issues_total", "outcome" => outcome_label(&refused)).increment(1);
+            return refused;
         }
         let admitted = self.admit(&coupon, user).await?;
         self.touched.lock().expect("touched lock").insert(coupon.id);
@@ -98,6 +144,7 @@ impl Coupons {
                     return Err(CouponError::AlreadyIssued);
                 }
                 Admission::SoldOut => {
+                    self.sold_out.gate_said_sold_out(coupon.id, coupon.total_quantity);
                     metrics::counter!("coupon_issues_total", "outcome" => "sold_out").increment(1);
                     return Err(CouponError::SoldOut);
                 }

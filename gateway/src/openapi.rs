@@ -11,12 +11,13 @@ use crate::routes::{coupons, orders, points, products};
     paths(
         products::create_product, products::list_products, products::get_product, products::set_stock,
         points::get_balance, points::charge, points::use_points, points::history,
-        coupons::create_coupon, coupons::issue_coupon, coupons::user_coupons,
+        coupons::create_coupon, coupons::list_coupons, coupons::get_coupon, coupons::issue_coupon,
+        coupons::user_coupons,
         orders::place_order, orders::get_order, orders::user_orders, orders::change_order_status
     ),
     components(schemas(ProblemDocument, products::ProductBody, products::ProductPage, products::CreateProduct, products::SetStock,
         points::BalanceBody, points::PointsChange, points::PointsCharge, points::LedgerEntryBody, points::History,
-        coupons::CreateCoupon, coupons::CouponBody, coupons::IssueCoupon, coupons::IssuedCoupon, coupons::UserCouponBody, coupons::UserCoupons,
+        coupons::CreateCoupon, coupons::CouponBody, coupons::CouponPage, coupons::IssueCoupon, coupons::IssuedCoupon, coupons::UserCouponBody, coupons::UserCoupons,
         orders::PlaceOrder, orders::PlaceOrderLine, orders::ChangeOrderStatus, orders::OrderBody, orders::OrderLineBody,
         orders::OrderStepBody, orders::UserOrders)),
     tags(

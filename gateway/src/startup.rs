@@ -92,6 +92,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/points/{user_id}", get(points::get_balance))
         .route("/v1/points/{user_id}/history", get(points::history))
         .route("/v1/coupons", post(coupons::create_coupon))
+        .route("/v1/coupons", get(coupons::list_coupons))
+        .route("/v1/coupons/{coupon_id}", get(coupons::get_coupon))
         .route("/v1/coupons/{coupon_id}/issue", post(coupons::issue_coupon))
         .route("/v1/users/{user_id}/coupons", get(coupons::user_coupons))
         .route("/v1/orders", post(orders::place_order))

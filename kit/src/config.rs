@@ -73,6 +73,10 @@ pub struct ServiceSettings {
     pub shutdown_grace_secs: u64,
     /// Longest a single call may run on the server, whatever deadline the client sent.
     pub request_timeout_ms: u64,
+    /// HTTP/2 streams (calls) one client connection may have open at once; a client past it
+    /// queues the call until a stream frees, it is never refused. 1..=4096 (see
+    /// `kit::grpc::server` for why the ceiling).
+    pub grpc_max_concurrent_streams: crate::grpc::StreamLimit,
     /// `json` (default) or `pretty`.
     pub log_format: String,
 }
@@ -91,6 +95,7 @@ impl ServiceSettings {
             shutdown_drain_ms: 1_000,
             shutdown_grace_secs: 25,
             request_timeout_ms: 10_000,
+            grpc_max_concurrent_streams: crate::grpc::StreamLimit::DEFAULT,
             log_format: "json".into(),
         }
     }

@@ -2,6 +2,8 @@
 
 mod coupon;
 mod error;
+mod page;
 
 pub use coupon::{Coupon, CouponId, Discount, IssueWindow, NewCoupon, UserCoupon, UserCouponStatus, UserId};
 pub use error::CouponError;
+pub use page::PageRequest;

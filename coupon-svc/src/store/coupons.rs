@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement};
 
 use super::store_err;
-use crate::domain::{Coupon, CouponError, CouponId, Discount, IssueWindow, NewCoupon, UserCoupon, UserId};
+use crate::domain::{Coupon, CouponError, CouponId, Discount, IssueWindow, NewCoupon, PageRequest, UserCoupon, UserId};
 
 const COUPON_COLUMNS: &str = "id, name, discount_type, discount_value, max_discount, total_quantity, issued_quantity, \
                               issue_starts_at, issue_ends_at, valid_days, created_at";
@@ -54,6 +54,54 @@ pub async fn get<C: ConnectionTrait>(conn: &C, id: CouponId) -> Result<Coupon, C
         .map_err(store_err)?
         .ok_or(CouponError::CouponNotFound(id.get()))?;
     coupon_from_row(&row)
+}
+
+/// One page of coupons, newest first (ids grow with creation), and how many there are.
+pub async fn list(db: &DatabaseConnection, page: PageRequest) -> Result<(Vec<Coupon>, i64), CouponError> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            format!("SELECT {COUPON_COLUMNS} FROM coupon ORDER BY id DESC LIMIT ? OFFSET ?"),
+            [page.size().into(), page.offset().into()],
+        ))
+        .await
+        .map_err(store_err)?;
+    let items = rows.iter().map(coupon_from_row).collect::<Result<Vec<_>, _>>()?;
+    let total: i64 = db
+        .query_one_raw(Statement::from_string(DbBackend::MySql, "SELECT COUNT(*) FROM coupon"))
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| CouponError::Store(anyhow::anyhow!("COUNT(*) returned no row")))?
+        .try_get_by_index(0)
+        .map_err(store_err)?;
+    Ok((items, total))
+}
+
+/// How many copies of `coupon_id` MySQL holds (a primary-key read).
+pub async fn issued_quantity(db: &DatabaseConnection, coupon_id: i64) -> Result<i64, CouponError> {
+    db.query_one_raw(Statement::from_sql_and_values(
+        DbBackend::MySql,
+        "SELECT issued_quantity FROM coupon WHERE id = ?",
+        [coupon_id.into()],
+    ))
+    .await
+    .map_err(store_err)?
+    .ok_or(CouponError::CouponNotFound(coupon_id))?
+    .try_get_by_index(0)
+    .map_err(store_err)
+}
+
+/// Whether `user_id` holds `coupon_id`: one probe of `UNIQUE(coupon_id, user_id)`.
+pub async fn holds(db: &DatabaseConnection, coupon_id: i64, user_id: i64) -> Result<bool, CouponError> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "SELECT 1 FROM user_coupon WHERE coupon_id = ? AND user_id = ?",
+            [coupon_id.into(), user_id.into()],
+        ))
+        .await
+        .map_err(store_err)?;
+    Ok(row.is_some())
 }
 
 fn coupon_from_row(row: &QueryResult) -> Result<Coupon, CouponError> {

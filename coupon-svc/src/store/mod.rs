@@ -6,7 +6,7 @@ mod gate;
 mod issue;
 mod saga;
 
-pub use coupons::{create, get, user_coupons};
+pub use coupons::{create, get, holds, issued_quantity, list, user_coupons};
 pub use gate::{Admission, IssueGate};
 pub use issue::{IssueRequest, all_holders, holders_among, issue_batch};
 pub use saga::{Restored, Used, restore, use_coupon};

@@ -1,3 +1,4 @@
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use coupon_svc::config::CouponConfig;
@@ -26,13 +27,20 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_replicas(replicas: usize) -> TestApp {
+    spawn_on_redis(replicas, &kit::testing::redis_url()).await
+}
+
+/// Replicas whose gate lives in the Redis at `redis_url` (a [`RedisNode`] of the test's own
+/// when the test takes Redis away).
+pub async fn spawn_on_redis(replicas: usize, redis_url: &str) -> TestApp {
     kit::testing::install_crypto_provider();
     let prefix = kit::testing::unique_prefix();
     let schema = format!("{prefix}coupon");
     let shutdown = CancellationToken::new();
     let (mut clients, mut coupons) = (Vec::new(), Vec::new());
     for _ in 0..replicas {
-        let service = kit::testing::service_settings(&schema, &prefix);
+        let mut service = kit::testing::service_settings(&schema, &prefix);
+        service.redis_url = redis_url.to_owned();
         let config = CouponConfig { service, issue_batch_max: 512, reconcile_every: Duration::from_secs(3600) };
         let app = Application::build(&config).await.expect("coupon-svc builds");
         let addr = app.addr();
@@ -120,5 +128,41 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
         kit::testing::cleanup_blocking(vec![self.schema.clone()], Some(self.redis_prefix.clone()));
+    }
+}
+
+/// A `redis-server` of the test's own on a free port, killed by [`RedisNode::stop`] or on drop.
+pub struct RedisNode {
+    child: Child,
+    pub url: String,
+}
+
+impl RedisNode {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, url: format!("redis://127.0.0.1:{port}") }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisNode {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

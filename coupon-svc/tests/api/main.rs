@@ -3,3 +3,4 @@
 mod helpers;
 mod issue;
 mod saga;
+mod sold_out;

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::{AppState, timestamp};
 use crate::context::grpc_request;
-use crate::extract::{JsonBody, positive_id};
+use crate::extract::{JsonBody, QueryPairs, positive_id};
 use crate::problem::{Problem, ProblemDocument};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -56,12 +56,26 @@ pub struct CouponBody {
     pub discount_value: i64,
     pub max_discount: Option<i64>,
     pub total_quantity: i64,
+    /// Copies MySQL holds: never more than totalQuantity.
     pub issued_quantity: i64,
     pub remaining_quantity: i64,
+    #[schema(format = DateTime)]
     pub issue_starts_at: Option<String>,
+    #[schema(format = DateTime)]
     pub issue_ends_at: Option<String>,
     pub valid_days: i32,
+    #[schema(format = DateTime)]
     pub created_at: String,
+}
+
+/// A page of coupons, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CouponPage {
+    pub items: Vec<CouponBody>,
+    pub page: i64,
+    pub size: i64,
+    pub total_items: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -208,6 +222,42 @@ pub async fn create_coupon(
     };
     let coupon = state.upstreams.coupon()?.create_coupon(grpc_request(req)).await?.into_inner();
     Ok((StatusCode::CREATED, Json(CouponBody::from(coupon))).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/coupons", tag = "coupons",
+    params(("sort" = Option<String>, Query, description = "newest (the default and only order)", pattern = "^newest$"),
+           ("page" = Option<i64>, Query, description = "Zero-based page", minimum = 0, maximum = 100_000),
+           ("size" = Option<i64>, Query, description = "Page size, default 20", minimum = 1, maximum = 100)),
+    responses((status = 200, body = CouponPage), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
+pub async fn list_coupons(State(state): State<AppState>, query: QueryPairs) -> Result<Json<CouponPage>, Problem> {
+    if query.get("sort").is_some_and(|sort| sort != "newest") {
+        return Err(Problem::validation("sort", "sort must be newest"));
+    }
+    // The page bound is coupon-svc's too; checked here so a bad one never leaves the gateway.
+    let page = query.int("page", 0, 0..=100_000)?;
+    let size = query.int("size", 20, 1..=100)?;
+    let req = pb::ListCouponsRequest { page, size };
+    let list = state.upstreams.coupon()?.list_coupons(grpc_request(req)).await?.into_inner();
+    Ok(Json(CouponPage {
+        items: list.items.into_iter().map(CouponBody::from).collect(),
+        page,
+        size,
+        total_items: list.total_items,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/coupons/{couponId}", tag = "coupons",
+    params(("couponId" = i64, Path, description = "Coupon id", minimum = 1)),
+    responses((status = 200, body = CouponBody),
+              (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
+              (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+pub async fn get_coupon(
+    State(state): State<AppState>,
+    Path(coupon_id): Path<String>,
+) -> Result<Json<CouponBody>, Problem> {
+    let id = positive_id(&coupon_id, "couponId")?;
+    let coupon = state.upstreams.coupon()?.get_coupon(grpc_request(pb::GetCouponRequest { id })).await?.into_inner();
+    Ok(Json(CouponBody::from(coupon)))
 }
 
 #[utoipa::path(post, path = "/v1/coupons/{couponId}/issue", request_body = IssueCoupon, tag = "coupons",

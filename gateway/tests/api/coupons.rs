@@ -161,3 +161,135 @@ async fn outside_the_window_is_not_issuable() {
     assert_eq!(coupon["issueStartsAt"], "2099-01-01T00:00:00.000Z");
     expect_problem(mesh.issue(&coupon["id"], 1).await, 409, "COUPON_NOT_ISSUABLE").await;
 }
+
+impl TestMesh {
+    async fn get_json(&self, path: &str) -> Value {
+        let resp = self.http.get(self.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.json().await.unwrap()
+    }
+
+    async fn named_coupon(&self, name: &str, total: i64) -> Value {
+        let resp = self
+            .create_coupon(json!({"name": name, "discountType": "FIXED", "discountValue": 500, "totalQuantity": total}))
+            .await;
+        assert_eq!(resp.status(), 201);
+        resp.json().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn get_coupon_counts_what_mysql_issued_and_is_documented() {
+    let mesh = spawn_mesh().await;
+    let created = mesh
+        .create_coupon(json!({"name": "Spring", "discountType": "PERCENT", "discountValue": 10, "maxDiscount": 2000,
+                              "totalQuantity": 3, "issueStartsAt": "2020-01-01T00:00:00Z", "validDays": 14}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    for user in [1, 2] {
+        assert_eq!(mesh.issue(&created["id"], user).await.status(), 201);
+    }
+    let coupon = mesh.get_json(&format!("/v1/coupons/{}", created["id"])).await;
+    let mut keys: Vec<&str> = coupon.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "createdAt",
+            "discountType",
+            "discountValue",
+            "id",
+            "issueEndsAt",
+            "issueStartsAt",
+            "issuedQuantity",
+            "maxDiscount",
+            "name",
+            "remainingQuantity",
+            "totalQuantity",
+            "validDays"
+        ]
+    );
+    assert_eq!((coupon["issuedQuantity"].clone(), coupon["remainingQuantity"].clone()), (json!(2), json!(1)));
+    let mut expected = created.clone();
+    expected["issuedQuantity"] = json!(2);
+    expected["remainingQuantity"] = json!(1);
+    assert_eq!(coupon, expected, "the created coupon, with MySQL's count");
+    assert_eq!(coupon["issueStartsAt"], "2020-01-01T00:00:00.000Z");
+    assert!(chrono::DateTime::parse_from_rfc3339(coupon["createdAt"].as_str().unwrap()).is_ok());
+
+    let missing = mesh.http.get(mesh.url("/v1/coupons/987654")).send().await.unwrap();
+    expect_problem(missing, 404, "NOT_FOUND").await;
+    for bad in ["abc", "0", "-3", "1.5", "99999999999999999999"] {
+        let resp = mesh.http.get(mesh.url(&format!("/v1/coupons/{bad}"))).send().await.unwrap();
+        assert_eq!(expect_problem(resp, 400, "VALIDATION_FAILED").await["field"], "couponId", "{bad}");
+    }
+
+    let spec = mesh.get_json("/openapi.json").await;
+    assert!(spec["paths"]["/v1/coupons"]["get"].is_object(), "the listing is documented");
+    assert!(spec["paths"]["/v1/coupons/{couponId}"]["get"].is_object(), "the read is documented");
+    let body = &spec["components"]["schemas"]["CouponBody"]["properties"];
+    for field in ["createdAt", "issueStartsAt", "issueEndsAt"] {
+        assert_eq!(body[field]["format"], "date-time", "{field}: {}", body[field]);
+    }
+}
+
+#[tokio::test]
+async fn coupon_list_pages_newest_first_within_bounds() {
+    let mesh = spawn_mesh().await;
+    let empty = mesh.get_json("/v1/coupons").await;
+    assert_eq!(empty, json!({"items": [], "page": 0, "size": 20, "totalItems": 0}));
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        ids.push(mesh.named_coupon(&format!("C{n}"), 10).await["id"].clone());
+    }
+    for user in [1, 2, 3] {
+        assert_eq!(mesh.issue(&ids[2], user).await.status(), 201);
+    }
+    let names = |page: &Value| -> Vec<String> {
+        page["items"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect()
+    };
+
+    let all = mesh.get_json("/v1/coupons").await;
+    assert_eq!((all["page"].clone(), all["size"].clone(), all["totalItems"].clone()), (json!(0), json!(20), json!(5)));
+    assert_eq!(names(&all), ["C5", "C4", "C3", "C2", "C1"], "newest first");
+    let c3 = &all["items"][2];
+    assert_eq!((c3["issuedQuantity"].clone(), c3["remainingQuantity"].clone()), (json!(3), json!(7)));
+
+    for (query, expected) in [
+        ("page=0&size=2", vec!["C5", "C4"]),
+        ("page=1&size=2", vec!["C3", "C2"]),
+        ("page=2&size=2", vec!["C1"]),
+        ("page=3&size=2", vec![]),
+        ("page=100000&size=100", vec![]),
+        ("size=1", vec!["C5"]),
+        ("size=100&sort=newest", vec!["C5", "C4", "C3", "C2", "C1"]),
+    ] {
+        let page = mesh.get_json(&format!("/v1/coupons?{query}")).await;
+        assert_eq!(names(&page), expected, "{query}");
+        assert_eq!(page["totalItems"], 5, "{query}: past the end still counts every coupon");
+    }
+    let second = mesh.get_json("/v1/coupons?page=1&size=2").await;
+    assert_eq!((second["page"].clone(), second["size"].clone()), (json!(1), json!(2)));
+    assert_eq!(second["items"][0]["issuedQuantity"], 3);
+
+    for (query, field) in [
+        ("size=0", "size"),
+        ("size=101", "size"),
+        ("size=-5", "size"),
+        ("size=ten", "size"),
+        ("page=-1", "page"),
+        ("page=abc", "page"),
+        ("page=1.5", "page"),
+        ("page=100001", "page"),
+        ("page=9223372036854775807&size=100", "page"),
+        ("page=99999999999999999999", "page"),
+        ("sort=oldest", "sort"),
+        ("sort=", "sort"),
+        ("page=%ZZ", "query"),
+    ] {
+        let resp = mesh.http.get(mesh.url(&format!("/v1/coupons?{query}"))).send().await.unwrap();
+        assert_eq!(expect_problem(resp, 400, "VALIDATION_FAILED").await["field"], field, "{query}");
+    }
+}

@@ -22,6 +22,12 @@ pub struct ClientSettings {
     /// How often host names are resolved again, so pods that come and go behind a
     /// headless Service are picked up.
     pub resolve_interval: Duration,
+    /// HTTP/2 connections kept to every address. A server admits a bounded number of streams
+    /// per connection (`StreamLimit`, 1,024 by default) and calls past it wait for a free
+    /// stream; several connections raise what can run at once (4 x 1,024 matches the
+    /// gateway's and payment-svc's in-flight bounds) and spread the framing work of one
+    /// upstream over more than one task, hence more than one core.
+    pub connections_per_address: usize,
 }
 
 impl Default for ClientSettings {
@@ -30,6 +36,7 @@ impl Default for ClientSettings {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
             resolve_interval: Duration::from_secs(5),
+            connections_per_address: 4,
         }
     }
 }
@@ -52,11 +59,12 @@ fn endpoint(uri: Uri, settings: &ClientSettings) -> Endpoint {
 
 /// A lazily connected channel over `urls` (comma-separated replicas are allowed).
 ///
-/// - one address with an IP literal: a plain lazy channel;
-/// - otherwise: a balanced channel; host names are re-resolved every `resolve_interval`
-///   and every address they yield becomes an endpoint. gRPC keeps HTTP/2 connections
-///   open for long, so without this a client behind a headless Service would stick to
-///   whichever pod it reached first.
+/// - one address with an IP literal and one connection per address: a plain lazy channel;
+/// - otherwise: a balanced channel (power of two choices over the least pending calls) with
+///   `connections_per_address` endpoints per address; host names are re-resolved every
+///   `resolve_interval` and every address they yield gets its endpoints. gRPC keeps HTTP/2
+///   connections open for long, so without this a client behind a headless Service would
+///   stick to whichever pod it reached first.
 ///
 /// Lazy: a service starts even when its upstream is not up yet, and reconnects by itself.
 /// Must be called inside a tokio runtime (the resolver is a task).
@@ -73,11 +81,11 @@ pub fn channel(urls: &str, settings: &ClientSettings) -> Result<MeshChannel, Bad
     let interceptor = TraceContext { deadline: settings.request_timeout };
     match targets.as_slice() {
         [] => Err(BadUpstream { url: urls.to_owned(), reason: "no address given".into() }),
-        [one] if one.host.parse::<IpAddr>().is_ok() => {
+        [one] if one.host.parse::<IpAddr>().is_ok() && settings.connections_per_address <= 1 => {
             Ok(InterceptedService::new(endpoint(one.uri.clone(), settings).connect_lazy(), interceptor))
         }
         _ => {
-            let (channel, changes) = Channel::balance_channel::<SocketAddr>(64);
+            let (channel, changes) = Channel::balance_channel::<EndpointKey>(64);
             tokio::spawn(resolve_forever(targets, changes, settings.clone()));
             Ok(InterceptedService::new(channel, interceptor))
         }
@@ -88,6 +96,9 @@ pub fn channel(urls: &str, settings: &ClientSettings) -> Result<MeshChannel, Bad
 pub fn channel_to(url: &str) -> Result<MeshChannel, BadUpstream> {
     channel(url, &ClientSettings::default())
 }
+
+/// One of the `connections_per_address` endpoints of an address.
+type EndpointKey = (SocketAddr, usize);
 
 struct Target {
     uri: Uri,
@@ -100,7 +111,7 @@ struct Target {
 /// channel is dropped (the sender is closed).
 async fn resolve_forever(
     targets: Vec<Target>,
-    changes: tokio::sync::mpsc::Sender<Change<SocketAddr, Endpoint>>,
+    changes: tokio::sync::mpsc::Sender<Change<EndpointKey, Endpoint>>,
     settings: ClientSettings,
 ) {
     let mut current: HashSet<SocketAddr> = HashSet::new();
@@ -118,16 +129,21 @@ async fn resolve_forever(
         }
         // A resolver hiccup must not empty a working balancer: keep what we have.
         if !(failed && resolved.is_empty()) {
+            let per_address = settings.connections_per_address.max(1);
             for gone in current.difference(&resolved) {
-                if changes.send(Change::Remove(*gone)).await.is_err() {
-                    return;
+                for slot in 0..per_address {
+                    if changes.send(Change::Remove((*gone, slot))).await.is_err() {
+                        return;
+                    }
                 }
             }
             for new in resolved.difference(&current) {
                 let scheme = &targets[0].scheme;
                 let Ok(uri) = format!("{scheme}://{new}").parse::<Uri>() else { continue };
-                if changes.send(Change::Insert(*new, endpoint(uri, &settings))).await.is_err() {
-                    return;
+                for slot in 0..per_address {
+                    if changes.send(Change::Insert((*new, slot), endpoint(uri.clone(), &settings))).await.is_err() {
+                        return;
+                    }
                 }
             }
             current = resolved;

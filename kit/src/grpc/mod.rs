@@ -11,4 +11,4 @@ pub use client::{ClientSettings, MeshChannel, TraceContext, channel, channel_to}
 pub use deadline::caller_timeout;
 pub use idempotent::{idempotency_key, respond};
 pub use metrics_layer::GrpcMetricsLayer;
-pub use server::{BindError, GrpcServer, ServeError, ShutdownTiming};
+pub use server::{BindError, GrpcServer, ServeError, ShutdownTiming, StreamLimit};

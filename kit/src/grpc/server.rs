@@ -9,6 +9,7 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use serde::{Deserialize, Serialize};
 use tower::Service;
 
 use super::GrpcMetricsLayer;
@@ -36,7 +37,55 @@ pub struct GrpcServer {
     listener: TcpListener,
     request_timeout: Duration,
     shutdown: ShutdownTiming,
+    max_streams: StreamLimit,
 }
+
+/// How many calls one client connection may have open at once (HTTP/2
+/// `SETTINGS_MAX_CONCURRENT_STREAMS`).
+///
+/// Why a limit at all: h2 defends a server against floods of small DATA frames by closing the
+/// whole connection (`GOAWAY ENHANCE_YOUR_CALM`, "too_many_data_frames") once the framing
+/// overhead of frames it holds unread passes a budget of half the connection window. Every
+/// gRPC request body is one small frame (~250 bytes of budget), so with no stream limit (tonic's
+/// default) a client with a few thousand calls queued on a busy server trips it, and every call
+/// on the connection fails at once as a transport error. Bounding the streams bounds the unread
+/// frames: the client queues the rest until a stream frees, which is a wait, not a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct StreamLimit(u32);
+
+impl StreamLimit {
+    pub const DEFAULT: Self = Self(1_024);
+    /// With [`CONNECTION_WINDOW`] the frame budget is 2 MiB: room for two small frames per
+    /// stream (message and end of stream) at 4,096 streams.
+    pub const MAX: u32 = 4_096;
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for StreamLimit {
+    type Error = String;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        if (1..=Self::MAX).contains(&value) {
+            Ok(Self(value))
+        } else {
+            Err(format!("must be 1..={}, got {value}", Self::MAX))
+        }
+    }
+}
+
+impl From<StreamLimit> for u32 {
+    fn from(limit: StreamLimit) -> u32 {
+        limit.0
+    }
+}
+
+/// HTTP/2 connection-level receive window of the server. Flow-control credit, not memory
+/// held up front; h2 derives its small-frame budget from it (half), see [`StreamLimit`].
+const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 
 /// How a server winds down after its shutdown token is cancelled.
 #[derive(Clone, Copy, Debug)]
@@ -59,7 +108,12 @@ impl GrpcServer {
         if let Some(addr) = settings.metrics_addr {
             telemetry::serve_metrics(addr).await.map_err(|source| BindError { what: "metrics", addr, source })?;
         }
-        Ok(Self { listener, request_timeout: settings.request_timeout(), shutdown: settings.shutdown_timing() })
+        Ok(Self {
+            listener,
+            request_timeout: settings.request_timeout(),
+            shutdown: settings.shutdown_timing(),
+            max_streams: settings.grpc_max_concurrent_streams,
+        })
     }
 
     /// The address actually bound.
@@ -106,6 +160,8 @@ impl GrpcServer {
         let serving = Server::builder()
             .timeout(self.request_timeout)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .max_concurrent_streams(self.max_streams.get())
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .trace_fn(request_span)
             .layer(GrpcMetricsLayer)
             .add_routes(routes)
