@@ -16,10 +16,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::admission::{self, Admission};
 use crate::config::GatewayConfig;
 use crate::openapi::ApiDoc;
 use crate::problem::Problem;
+use crate::rate_limit::{self, RateLimit};
 use crate::routes::{self, AppState, coupons, ops, orders, points, products};
+use crate::serve::{ConnectionLimits, serve};
 use crate::upstream::Upstreams;
 
 pub struct Application {
@@ -28,6 +31,7 @@ pub struct Application {
     router: Router,
     accepting: Arc<AtomicBool>,
     grace: std::time::Duration,
+    limits: ConnectionLimits,
 }
 
 impl Application {
@@ -41,12 +45,17 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.http_addr))?;
         let addr = listener.local_addr()?;
+        let guards = Guards {
+            rate_limit: config.rate_limit().map(RateLimit::new),
+            admission: Admission::new(config.admission()),
+        };
         Ok(Self {
             listener,
             addr,
-            router: router(state, config.max_body_bytes),
+            router: router(state, config.max_body_bytes, guards),
             accepting,
             grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
+            limits: config.connection_limits(),
         })
     }
 
@@ -59,31 +68,30 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, "gateway serving");
         let accepting = self.accepting.clone();
-        let drained = CancellationToken::new();
-        let signal = {
-            let (shutdown, drained) = (shutdown.clone(), drained.clone());
-            async move {
-                shutdown.cancelled().await;
-                accepting.store(false, Ordering::Relaxed);
-                drained.cancel();
-            }
-        };
-        let serving = axum::serve(self.listener, self.router).with_graceful_shutdown(signal).into_future();
-        tokio::pin!(serving);
-        tokio::select! {
-            result = &mut serving => return result.context("gateway server failed"),
-            () = drained.cancelled() => {}
-        }
-        if tokio::time::timeout(self.grace, serving).await.is_err() {
-            tracing::warn!("in-flight requests did not finish within the grace period");
-        }
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            accepting.store(false, Ordering::Relaxed);
+        });
+        serve(self.listener, self.router, self.limits, shutdown, self.grace).await;
         tracing::info!("gateway stopped");
         Ok(())
     }
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    let api = Router::new()
+/// The layers only `/v1` requests meet; the operational routes stay reachable when the
+/// gateway sheds load, so probes and scrapes never fail because of a surge.
+pub struct Guards {
+    /// `None` when rate limiting is turned off.
+    pub rate_limit: Option<RateLimit>,
+    pub admission: Admission,
+}
+
+/// The routes and the layers in the order a request meets them: request id and span, panic
+/// guard, body limit; then for `/v1` the per-caller rate limit and admission control; then
+/// route metrics and the handler.
+pub fn router(state: AppState, max_body_bytes: usize, guards: Guards) -> Router {
+    let mut api = Router::new()
         .route("/v1/products", get(products::list_products).post(products::create_product))
         .route("/v1/products/{id}", get(products::get_product))
         .route("/v1/products/{id}/stock", put(products::set_stock))
@@ -91,8 +99,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/points/use", post(points::use_points))
         .route("/v1/points/{user_id}", get(points::get_balance))
         .route("/v1/points/{user_id}/history", get(points::history))
-        .route("/v1/coupons", post(coupons::create_coupon))
-        .route("/v1/coupons", get(coupons::list_coupons))
+        .route("/v1/coupons", get(coupons::list_coupons).post(coupons::create_coupon))
         .route("/v1/coupons/{coupon_id}", get(coupons::get_coupon))
         .route("/v1/coupons/{coupon_id}/issue", post(coupons::issue_coupon))
         .route("/v1/users/{user_id}/coupons", get(coupons::user_coupons))
@@ -100,6 +107,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/orders/{order_id}", get(orders::get_order))
         .route("/v1/orders/{order_id}/status", put(orders::change_order_status))
         .route("/v1/users/{user_id}/orders", get(orders::user_orders))
+        .route_layer(axum::middleware::from_fn(crate::context::route_metrics))
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(guards.admission, admission::admit));
+    if let Some(limit) = guards.rate_limit {
+        api = api.layer(axum::middleware::from_fn_with_state(limit, rate_limit::limit));
+    }
+    let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -109,6 +124,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .merge(api)
+        .merge(ops)
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {

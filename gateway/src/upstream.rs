@@ -24,11 +24,16 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn connect(config: &GatewayConfig) -> anyhow::Result<Self> {
-        let settings = ClientSettings { request_timeout: config.upstream_timeout(), ..ClientSettings::default() };
+        let settings = ClientSettings {
+            request_timeout: config.upstream_timeout(),
+            connections_per_address: config.upstream_connections,
+            breaker: config.breaker(),
+            ..ClientSettings::default()
+        };
         let mut health = Vec::new();
         let mut open = |name: &'static str, url: &Option<String>| -> anyhow::Result<Option<MeshChannel>> {
             let Some(url) = url.as_deref().filter(|u| !u.trim().is_empty()) else { return Ok(None) };
-            let ch = channel(url, &settings)?;
+            let ch = channel(url, &ClientSettings { upstream: name.to_owned(), ..settings.clone() })?;
             health.push((name, HealthClient::new(ch.clone())));
             Ok(Some(ch))
         };

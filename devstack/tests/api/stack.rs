@@ -57,6 +57,9 @@ pub async fn start_stack_with_env(extra: &[&str], env: &[(&str, &str)]) -> Stack
         .args(["--db-prefix", &prefix, "--fresh"])
         .args(["--mysql-url", &kit::testing::mysql_url(), "--redis-url", &kit::testing::redis_url()])
         .args(extra)
+        // Every test client sends from 127.0.0.1: a crowd of test users would look like one
+        // caller to the per-address rate limit. A test may set it back through `env`.
+        .env("GATEWAY_RATE_LIMIT_PER_SEC", "0")
         .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

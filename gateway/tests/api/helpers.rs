@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 /// loopback, on their own schemas and Redis prefix.
 pub struct TestMesh {
     pub base: String,
+    /// inventory-svc's gRPC address, for a test that puts something between it and a gateway.
+    pub inventory_url: String,
     /// Base URL of the mock external data platform behind payment-svc.
     pub platform: String,
     pub http: reqwest::Client,
@@ -23,6 +25,11 @@ pub async fn spawn_mesh() -> TestMesh {
 
 /// The mesh, with payment-svc answering a checkout PENDING after `answer_budget`.
 pub async fn spawn_mesh_answering_within(answer_budget: Duration) -> TestMesh {
+    spawn_mesh_tuned(answer_budget, |_| {}).await
+}
+
+/// The mesh with the gateway's settings adjusted by `tune` (after the tests' defaults).
+pub async fn spawn_mesh_tuned(answer_budget: Duration, tune: impl FnOnce(&mut GatewayConfig)) -> TestMesh {
     kit::testing::install_crypto_provider();
     let prefix = kit::testing::unique_prefix();
     let schema = format!("{prefix}inventory");
@@ -79,16 +86,19 @@ pub async fn spawn_mesh_answering_within(answer_budget: Duration) -> TestMesh {
 
     let config = GatewayConfig {
         http_addr: "127.0.0.1:0".parse().unwrap(),
-        inventory_url: Some(inventory_url),
         point_url: Some(point_url),
         coupon_url: Some(coupon_url),
         payment_url: Some(payment_url),
         upstream_timeout_ms: 10_000,
-        ..GatewayConfig::default()
+        inventory_url: Some(inventory_url.clone()),
+        ..test_defaults()
     };
+    let mut config = config;
+    tune(&mut config);
     let base = start_gateway(config, shutdown.clone()).await;
     TestMesh {
         base,
+        inventory_url,
         platform,
         http: reqwest::Client::new(),
         schemas: vec![schema, point_schema, coupon_schema, payment_schema],
@@ -103,12 +113,18 @@ pub async fn spawn_gateway(inventory_url: Option<String>, shutdown: Cancellation
         http_addr: "127.0.0.1:0".parse().unwrap(),
         inventory_url,
         upstream_timeout_ms: 3_000,
-        ..GatewayConfig::default()
+        ..test_defaults()
     };
     start_gateway(config, shutdown).await
 }
 
-async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -> String {
+/// The defaults, but no per-caller rate limit: every test client sends from 127.0.0.1, so
+/// a crowd of test users would look like one caller. The limiter has tests of its own.
+pub fn test_defaults() -> GatewayConfig {
+    GatewayConfig { rate_limit_per_sec: 0, ..GatewayConfig::default() }
+}
+
+pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -> String {
     kit::testing::install_crypto_provider();
     let app = gateway::startup::Application::build(&config).await.expect("gateway builds");
     let base = format!("http://{}", app.addr());
@@ -117,6 +133,10 @@ async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -> St
 }
 
 impl TestMesh {
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -1,5 +1,6 @@
 //! The gateway over real HTTP, in front of the real services (gRPC) on MariaDB and Redis.
 
+mod breaker;
 mod checkout;
 mod coupons;
 mod helpers;
@@ -8,3 +9,4 @@ mod ops;
 mod orders;
 mod points;
 mod products;
+mod surge;

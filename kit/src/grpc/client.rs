@@ -6,12 +6,14 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint, Uri};
+use tower::Layer;
 
+use super::breaker::{Breaker, BreakerService, BreakerSettings};
 use crate::telemetry;
 
 /// A channel to one upstream service (all its replicas) that stamps every call with the
-/// current trace context and a deadline.
-pub type MeshChannel = InterceptedService<Channel, TraceContext>;
+/// current trace context and a deadline, behind the upstream's circuit breaker.
+pub type MeshChannel = InterceptedService<BreakerService<Channel>, TraceContext>;
 
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
@@ -28,6 +30,9 @@ pub struct ClientSettings {
     /// gateway's and payment-svc's in-flight bounds) and spread the framing work of one
     /// upstream over more than one task, hence more than one core.
     pub connections_per_address: usize,
+    /// The upstream's name in logs and metrics (its breaker's label).
+    pub upstream: String,
+    pub breaker: BreakerSettings,
 }
 
 impl Default for ClientSettings {
@@ -37,6 +42,8 @@ impl Default for ClientSettings {
             request_timeout: Duration::from_secs(5),
             resolve_interval: Duration::from_secs(5),
             connections_per_address: 4,
+            upstream: "upstream".into(),
+            breaker: BreakerSettings::default(),
         }
     }
 }
@@ -79,17 +86,19 @@ pub fn channel(urls: &str, settings: &ClientSettings) -> Result<MeshChannel, Bad
         targets.push(Target { uri, scheme, host, port });
     }
     let interceptor = TraceContext { deadline: settings.request_timeout };
-    match targets.as_slice() {
-        [] => Err(BadUpstream { url: urls.to_owned(), reason: "no address given".into() }),
+    let breaker = Breaker::new(&settings.upstream, settings.breaker);
+    let channel = match targets.as_slice() {
+        [] => return Err(BadUpstream { url: urls.to_owned(), reason: "no address given".into() }),
         [one] if one.host.parse::<IpAddr>().is_ok() && settings.connections_per_address <= 1 => {
-            Ok(InterceptedService::new(endpoint(one.uri.clone(), settings).connect_lazy(), interceptor))
+            endpoint(one.uri.clone(), settings).connect_lazy()
         }
         _ => {
             let (channel, changes) = Channel::balance_channel::<EndpointKey>(64);
             tokio::spawn(resolve_forever(targets, changes, settings.clone()));
-            Ok(InterceptedService::new(channel, interceptor))
+            channel
         }
-    }
+    };
+    Ok(InterceptedService::new(breaker.layer(channel), interceptor))
 }
 
 /// [`channel`] with default settings.

@@ -39,10 +39,11 @@ fn step_error(status: &Status) -> StepError {
 impl Participants {
     /// Lazy channels: payment-svc starts even when a participant is not up yet.
     pub fn connect(inventory: &str, coupon: &str, point: &str, settings: &ClientSettings) -> anyhow::Result<Self> {
+        let named = |upstream: &str| ClientSettings { upstream: upstream.to_owned(), ..settings.clone() };
         Ok(Self {
-            inventory: InventoryServiceClient::new(channel(inventory, settings)?),
-            coupon: CouponServiceClient::new(channel(coupon, settings)?),
-            point: PointServiceClient::new(channel(point, settings)?),
+            inventory: InventoryServiceClient::new(channel(inventory, &named("inventory"))?),
+            coupon: CouponServiceClient::new(channel(coupon, &named("coupon"))?),
+            point: PointServiceClient::new(channel(point, &named("point"))?),
         })
     }
 

@@ -1,0 +1,91 @@
+//! The HTTP/1.1 accept loop, written against hyper directly rather than `axum::serve`.
+//!
+//! A flash sale holds tens of thousands of idle keep-alive connections, so what one costs is
+//! what matters here. `axum::serve` runs every connection through hyper-util's
+//! auto-detecting builder, whose per-connection future carries an HTTP/2 state machine too;
+//! the public door only speaks HTTP/1.1 (ingresses and browsers do), so a plain HTTP/1
+//! connection is what each task holds. It also gives the knobs `axum::serve` hides: the
+//! idle keep-alive timeout, the header limits, and the peer address for the rate limiter.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use kit::shutdown::CancellationToken;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// Per-connection limits of the HTTP/1.1 server.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// A keep-alive connection with no request for this long is closed. hyper arms the
+    /// header-read timer whenever it waits for a request head, so the same timer covers
+    /// an idle connection and a client that sends its headers too slowly.
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers) read into memory.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request.
+    pub max_headers: usize,
+}
+
+/// Accepts until `shutdown`, then closes the listener, lets in-flight requests finish for up
+/// to `grace` and closes idle connections at once.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(limits.idle_timeout)
+        // hyper's floor is 8 KiB; the read buffer starts there and grows only up to this.
+        .max_buf_size(limits.max_header_bytes.max(8 * 1024))
+        .max_headers(limits.max_headers);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of file descriptors, or a connection reset before accept: neither
+                    // is a reason to stop serving the others.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = router.clone();
+        let service = tower::service_fn(move |mut request: axum::http::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within the grace period");
+    }
+}
+
+/// The peer of the connection a request came on (set by [`serve`]; absent in unit tests that
+/// call the router directly).
+pub fn peer_of<B>(request: &axum::http::Request<B>) -> Option<SocketAddr> {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr)
+}
