@@ -8,6 +8,7 @@
 //! that rate see, including the wait a closed loop hides (coordinated omission).
 
 mod open_loop;
+mod tally;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,21 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 pub use self::open_loop::{LATE, OpenLoop, OpenLoopStats};
-
-/// What one request came to. Business rejections (sold out, out of stock) are correct
-/// answers a scenario expects under contention, so they are counted apart from errors.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    Rejected(&'static str),
-    /// Accepted but not final yet (a `202`): the work goes on after the answer. Neither a
-    /// success nor an error; the scenario settles it afterwards.
-    Pending(&'static str),
-    Error(String),
-}
+pub use self::tally::{HttpStatus, Outcome, Sample, Tally};
 
 /// How a loop paces its requests.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -39,6 +27,25 @@ pub enum Pace {
     Closed,
     /// Requests at a fixed arrival rate, whatever the answers' pace.
     Open(OpenLoop),
+}
+
+impl Pace {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        match self {
+            Pace::Closed => Ok(()),
+            Pace::Open(open) => open.validate(),
+        }
+    }
+
+    /// Connections a REST scenario should keep open between requests: one per client in a
+    /// closed loop; an open loop may have up to its in-flight bound outstanding, each on a
+    /// connection of its own, which should not be closed and reopened every time.
+    pub fn idle_connections(&self, clients: usize) -> usize {
+        match self {
+            Pace::Closed => clients,
+            Pace::Open(open) => open.max_inflight.max(clients),
+        }
+    }
 }
 
 /// When the loop stops: whichever of the two comes first.
@@ -54,72 +61,6 @@ pub struct Limits {
 impl Limits {
     pub fn new(duration: Duration, max_requests: Option<u64>) -> Self {
         Self { duration, max_requests, grace: Duration::from_secs(15) }
-    }
-}
-
-/// Latencies and outcome counts of a run (or of one shard of it).
-#[derive(Clone, Debug)]
-pub struct Tally {
-    /// Latency of every completed request, in microseconds.
-    pub latency_us: Histogram<u64>,
-    pub ok: u64,
-    pub rejected: BTreeMap<&'static str, u64>,
-    pub pending: BTreeMap<&'static str, u64>,
-    pub errors: BTreeMap<String, u64>,
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Tally {
-    pub fn new() -> Self {
-        // 1 µs to 1 min at 3 significant digits: exact enough for p99.9 and bounded in size.
-        let latency_us = Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid");
-        Self { latency_us, ok: 0, rejected: BTreeMap::new(), pending: BTreeMap::new(), errors: BTreeMap::new() }
-    }
-
-    pub fn record(&mut self, outcome: Outcome, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
-        self.latency_us.saturating_record(micros);
-        match outcome {
-            Outcome::Ok => self.ok += 1,
-            Outcome::Rejected(label) => *self.rejected.entry(label).or_default() += 1,
-            Outcome::Pending(label) => *self.pending.entry(label).or_default() += 1,
-            Outcome::Error(label) => *self.errors.entry(label).or_default() += 1,
-        }
-    }
-
-    pub fn merge(&mut self, other: &Tally) {
-        self.latency_us.add(&other.latency_us).expect("histograms share the same bounds");
-        self.ok += other.ok;
-        for (label, n) in &other.rejected {
-            *self.rejected.entry(label).or_default() += n;
-        }
-        for (label, n) in &other.pending {
-            *self.pending.entry(label).or_default() += n;
-        }
-        for (label, n) in &other.errors {
-            *self.errors.entry(label.clone()).or_default() += n;
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.latency_us.len()
-    }
-
-    pub fn rejected_total(&self) -> u64 {
-        self.rejected.values().sum()
-    }
-
-    pub fn pending_total(&self) -> u64 {
-        self.pending.values().sum()
-    }
-
-    pub fn errors_total(&self) -> u64 {
-        self.errors.values().sum()
     }
 }
 
@@ -199,8 +140,8 @@ fn shards() -> Shards {
     Arc::new((0..SHARDS).map(|_| Mutex::new(Tally::new())).collect())
 }
 
-fn record(shards: &Shards, key: usize, outcome: Outcome, latency: Duration) {
-    shards[key % SHARDS].lock().unwrap_or_else(PoisonError::into_inner).record(outcome, latency);
+fn record(shards: &Shards, key: usize, sample: impl Into<Sample>, latency: Duration) {
+    shards[key % SHARDS].lock().unwrap_or_else(PoisonError::into_inner).record(sample, latency);
 }
 
 fn merged(shards: &Shards) -> Tally {
@@ -217,7 +158,7 @@ fn merged(shards: &Shards) -> Tally {
 pub async fn run_loop<F, Fut>(clients: usize, pace: Pace, limits: Limits, op: F) -> LoopResult
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Outcome> + Send + 'static,
+    Fut: Future<Output: Into<Sample>> + Send + 'static,
 {
     match pace {
         Pace::Closed => run_closed_loop(clients, limits, op).await,
@@ -230,7 +171,7 @@ where
 pub async fn run_closed_loop<F, Fut>(clients: usize, limits: Limits, op: F) -> LoopResult
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Outcome> + Send + 'static,
+    Fut: Future<Output: Into<Sample>> + Send + 'static,
 {
     let op = Arc::new(op);
     let shards = shards();
@@ -289,7 +230,7 @@ pub async fn run_phased<F, Fut>(
 ) -> (LoopResult, LoopResult)
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Outcome> + Send + 'static,
+    Fut: Future<Output: Into<Sample>> + Send + 'static,
 {
     let op = Arc::new(op);
     let budget = limits.max_requests.unwrap_or(u64::MAX);

@@ -1,8 +1,11 @@
 //! What a scenario prints: a table for people and one JSON line for CI and the docs.
 
+mod open_loop;
+
 use serde_json::{Map, Value, json};
 
-use crate::driver::{LATE, LoopResult, OpenLoopStats};
+use self::open_loop::{open_loop_json, open_loop_rows};
+use crate::driver::{HttpStatus, LoopResult};
 use crate::mysql_counters::MysqlWork;
 
 /// A pass/fail property a scenario verified after its run (zero oversell, exact count).
@@ -40,8 +43,32 @@ fn round3(x: f64) -> f64 {
 }
 
 impl Report {
+    /// A report of `run`; one whose requests went over HTTP starts with the "no 5xx" check.
     pub fn new(scenario: impl Into<String>, run: LoopResult) -> Self {
-        Self { scenario: scenario.into(), run, params: Map::new(), extra: Map::new(), checks: Vec::new(), mysql: None }
+        let mut report = Self {
+            scenario: scenario.into(),
+            run,
+            params: Map::new(),
+            extra: Map::new(),
+            checks: Vec::new(),
+            mysql: None,
+        };
+        report.check_http();
+        report
+    }
+
+    /// A 5xx or a request without an answer fails the run whatever the scenario's own checks
+    /// say: under load a server must answer, and answer with what went wrong on the client's
+    /// side (409, 429) when it says no.
+    fn check_http(&mut self) {
+        let t = &self.run.tally;
+        if t.statuses.is_empty() {
+            return;
+        }
+        let failures = t.http_failures();
+        let transport = t.statuses.get(&HttpStatus::Transport).copied().unwrap_or(0);
+        let detail = format!("{} of {} requests got a 5xx ({transport} no answer at all)", failures, t.total());
+        self.check("no 5xx", failures == 0, detail);
     }
 
     pub fn param(&mut self, key: &str, value: impl Into<Value>) -> &mut Self {
@@ -140,6 +167,7 @@ impl Report {
             "rejected": t.rejected,
             "pending": t.pending,
             "errors": t.errors,
+            "statuses": t.statuses.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<Map<_, _>>(),
             "throughput_rps": round3(self.throughput()),
             "ok_rps": round3(self.ok_per_second()),
             "answered_rps": round3(self.answered_per_second()),
@@ -195,6 +223,10 @@ impl Report {
             t.errors.iter().map(|(code, n)| format!("{code}={n}")).collect::<Vec<_>>().join(" ")
         };
         out += &format!("  {:<14}{errors}\n", "errors");
+        if !t.statuses.is_empty() {
+            let statuses: Vec<String> = t.statuses.iter().map(|(status, n)| format!("{status}={n}")).collect();
+            out += &format!("  {:<14}{}\n", "statuses", statuses.join(" "));
+        }
         out += &format!("  {:<14}{:.1} req/s\n", "throughput", self.throughput());
         let latency = if self.run.open.is_some() { "latency* ms" } else { "latency ms" };
         out += &format!("  {latency:<14}p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n", l.p50, l.p95, l.p99, l.max);
@@ -226,34 +258,6 @@ impl Report {
         }
         out.trim_end().to_owned()
     }
-}
-
-/// The open loop's schedule: what was offered, what was achieved, and what the generator
-/// itself could not keep to (late or dropped requests).
-fn open_loop_rows(o: &OpenLoopStats, achieved: f64) -> String {
-    let late =
-        format!("{} sent > {} ms after due (max {:.2} ms)", o.late, LATE.as_millis(), o.max_late.as_secs_f64() * 1e3);
-    format!(
-        "  {:<14}offered {:.1}/s, achieved {achieved:.1}/s; {} due, {} sent, {} dropped (pool full), peak {} in \
-         flight\n  {:<14}{late}; *latency from each request's due time\n",
-        "open loop", o.rate, o.due, o.sent, o.dropped, o.peak_inflight, "late"
-    )
-}
-
-fn open_loop_json(o: &OpenLoopStats, achieved: f64) -> Value {
-    json!({
-        "offered_rps": o.rate,
-        "achieved_rps": round3(achieved),
-        "max_inflight": o.max_inflight,
-        "due": o.due,
-        "sent": o.sent,
-        "dropped": o.dropped,
-        "late": o.late,
-        "late_threshold_ms": LATE.as_secs_f64() * 1e3,
-        "max_late_ms": round3(o.max_late.as_secs_f64() * 1e3),
-        "peak_inflight": o.peak_inflight,
-        "latency_from": "due time",
-    })
 }
 
 /// A row's name padded to the table's first column, and never run into its value
@@ -318,43 +322,49 @@ mod tests {
         assert!(report.table().contains("FAIL exact"));
     }
 
-    #[test]
-    fn an_open_loop_reports_its_schedule_pending_answers_and_mysql_work() {
-        let mut tally = Tally::new();
-        tally.record(Outcome::Ok, Duration::from_millis(3));
-        tally.record(Outcome::Pending("202 PENDING"), Duration::from_millis(5_000));
-        let open = OpenLoopStats {
-            rate: 1_000.0,
-            max_inflight: 2_000,
-            due: 4,
-            sent: 2,
-            dropped: 2,
-            late: 1,
-            max_late: Duration::from_micros(1_500),
-            peak_inflight: 2,
-        };
-        let run = LoopResult {
-            clients: 1,
+    fn run_of(tally: Tally) -> LoopResult {
+        LoopResult {
+            clients: 2,
             elapsed: Duration::from_secs(1),
             tally,
             aborted_clients: 0,
             loadgen_cpu_s: None,
             peer_cpu_s: Default::default(),
-            open: Some(open),
-        };
-        let mut report = Report::new("open", run);
-        let idle = crate::mysql_counters::Counts::default();
-        let phase = crate::mysql_counters::Counts { statements: 24.0, transactions: 8.0, questions: 40.0 };
-        report.mysql = Some(MysqlWork { net: phase, idle_per_s: idle, window: Duration::from_secs(1) });
-        let json = report.to_json();
-        assert_eq!(json["pending"]["202 PENDING"], 1);
-        assert_eq!(json["ops"], 2);
-        assert_eq!((json["open_loop"]["dropped"].clone(), json["open_loop"]["late"].clone()), (json!(2), json!(1)));
-        assert_eq!(json["open_loop"]["max_late_ms"], 1.5);
-        assert_eq!(json["mysql"]["per_op"], json!({"statements": 12.0, "transactions": 4.0, "questions": 20.0}));
-        let table = report.table();
-        for row in ["open loop 1000.0/s", "2 dropped", "202 PENDING   1", "12.00 statements, 4.00 transactions"] {
-            assert!(table.contains(row), "{row:?} not in\n{table}");
+            open: None,
         }
+    }
+
+    #[test]
+    fn an_http_run_counts_statuses_and_fails_on_a_5xx_or_a_lost_answer() {
+        let ms = Duration::from_millis(1);
+        let mut tally = Tally::new();
+        tally.record(Outcome::Ok.over_http(HttpStatus::Code(201)), ms);
+        for _ in 0..3 {
+            tally.record(Outcome::Rejected("sold_out").over_http(HttpStatus::Code(409)), ms);
+        }
+        tally.record(Outcome::Error("429 RATE_LIMITED".into()).over_http(HttpStatus::Code(429)), ms);
+        let clean = Report::new("coupon", run_of(tally.clone()));
+        assert!(clean.passed(), "a 429 is an error of the run, not of the server");
+        assert!(clean.table().contains("statuses      201=1 409=3 429=1"), "{}", clean.table());
+        assert_eq!(clean.to_json()["statuses"], json!({"201": 1, "409": 3, "429": 1}));
+        assert_eq!(clean.to_json()["errors"], json!({"429 RATE_LIMITED": 1}), "the errors map stays");
+
+        tally.record(Outcome::Error("503 UNAVAILABLE".into()).over_http(HttpStatus::Code(503)), ms);
+        assert!(!Report::new("coupon", run_of(tally.clone())).passed());
+        let mut lost = Tally::new();
+        lost.record(Outcome::Error("Timeout".into()).over_http(HttpStatus::Transport), ms);
+        let lost = Report::new("coupon", run_of(lost));
+        assert!(!lost.passed());
+        assert!(
+            lost.table().contains("FAIL no 5xx: 1 of 1 requests got a 5xx (1 no answer at all)"),
+            "{}",
+            lost.table()
+        );
+
+        let mut grpc = Tally::new();
+        grpc.record(Outcome::Error("Unavailable".into()), ms);
+        let grpc = Report::new("inventory-hot", run_of(grpc));
+        assert!(grpc.checks.is_empty() && !grpc.table().contains("statuses"));
+        assert_eq!(grpc.to_json()["statuses"], json!({}));
     }
 }

@@ -49,6 +49,10 @@ const HEADLINE: Headline = Headline {
 /// Runs the whole checkout bench; `Ok(false)` when a correctness check failed.
 pub async fn run(cfg: &CheckoutBench) -> anyhow::Result<bool> {
     cfg.deployment.check_binaries()?;
+    // Fail now, not after the raw phases, when a phase's connections cannot be opened.
+    let hot = cfg.hot.map_or(0, |hot| hot.pace.idle_connections(hot.clients));
+    let connections = cfg.distinct.pace.idle_connections(cfg.distinct.clients).max(hot);
+    crate::fds::ensure_room_for(connections, "--clients / --hot-clients")?;
     let mysql_url = &cfg.deployment.mysql_url;
     let mut reports = vec![printed(crate::raw::mysql_checkout_tx(mysql_url, cfg.raw_clients, cfg.limits)).await?];
     if cfg.hot.is_some() {

@@ -1,12 +1,14 @@
 //! `loadgen bench coupon`: raw-redis-gate (coupon-svc's Lua gate straight against Redis),
-//! then the coupon race through the gateway (REST), each as race, sold-out phase and both.
+//! raw-onehop-gate (the same gate behind one HTTP hop, served inside loadgen: what a monolith
+//! would do), then the coupon race through the gateway (REST), each as race, sold-out phase
+//! and both. The gateway's rate is printed as a ratio of both baselines.
 
 use anyhow::Context;
 use serde_json::Value;
 
-use super::{Deployment, Headline, find, target, with_services};
-use crate::driver::Limits;
-use crate::raw::GateRace;
+use super::{Deployment, Headline, Ratio, find, target, with_services};
+use crate::driver::{Limits, Pace};
+use crate::raw::{GateRace, ONEHOP_GATE, OneHop};
 use crate::report::Report;
 use crate::scenarios::coupon::{self, Race};
 
@@ -21,6 +23,8 @@ pub struct CouponBench {
 }
 
 /// Both rates count every business answer: after the first 1,000 the work is saying no.
+/// Beside the raw gate's (the ceiling of the gate itself), ours over the one-hop server's
+/// is what the mesh costs over a single HTTP service doing the same gate.
 const HEADLINE: Headline = Headline {
     bench: "coupon",
     raw_scenario: "raw-redis-gate",
@@ -31,18 +35,31 @@ const HEADLINE: Headline = Headline {
     raw_unit: "raw EVALSHAs/s",
     rate: Report::answered_per_second,
     rate_title: "answers/s",
-    also: &[],
+    also: &[Ratio { ours: "coupon", raw: ONEHOP_GATE, key: "ratio_to_onehop_gate" }],
 };
 
 /// Runs the whole coupon bench; `Ok(false)` when a correctness check failed.
 pub async fn run(cfg: &CouponBench) -> anyhow::Result<bool> {
     cfg.deployment.check_binaries()?;
+    // The one-hop phase holds both ends of its connections: fail now, not after the raw gate.
+    let connections = cfg.race.pace.idle_connections(cfg.race.clients);
+    crate::fds::ensure_room_for(
+        2 * connections,
+        &format!("--clients {} (the one-hop phase holds both ends)", cfg.race.clients),
+    )?;
     let redis_url = cfg.deployment.redis_url.as_deref().context("bench coupon needs a Redis url")?;
-    let gate = GateRace { race: Race { clients: cfg.raw_clients, ..cfg.race }, connections: cfg.raw_connections };
+    // The raw gate is the ceiling: always closed loop, whatever pace the HTTP phases run at.
+    let raw = Race { clients: cfg.raw_clients, pace: Pace::Closed, ..cfg.race };
+    let gate = GateRace { race: raw, connections: cfg.raw_connections };
     let mut reports = crate::raw::redis_gate(redis_url, &gate, cfg.limits).await?;
     reports.iter().for_each(Report::print);
+    let d = &cfg.deployment;
+    let onehop = OneHop { race: cfg.race, request_timeout: d.request_timeout, source_addresses: d.source_addresses };
+    let baseline = crate::raw::onehop_gate(redis_url, &onehop, cfg.limits).await?;
+    baseline.iter().for_each(Report::print);
+    reports.extend(baseline);
     let (ours, memory) = with_services(&cfg.deployment, |target| async move {
-        let reports = coupon::race(&target, &cfg.race, cfg.limits).await?;
+        let reports = coupon::race("coupon", &target, &cfg.race, cfg.limits).await?;
         reports.iter().for_each(Report::print);
         Ok(reports)
     })

@@ -34,6 +34,8 @@ pub struct Deployment {
     pub redis_url: Option<String>,
     pub channels: usize,
     pub request_timeout: Duration,
+    /// REST only: the loopback source addresses the connections come from, at most.
+    pub source_addresses: usize,
 }
 
 impl Deployment {
@@ -90,6 +92,7 @@ where
         request_timeout: d.request_timeout,
         ledger,
         data_platform: platform.as_ref().map(|p| p.url.clone()),
+        source_addresses: d.source_addresses,
     };
     let reports = scenarios(target).await;
     let memory = spawned.iter().map(|s| (s.binary(), s.memory())).collect();

@@ -1,13 +1,14 @@
-//! The coupon-svc subcommands, through the gateway: `coupon`, `raw-redis-gate`, `bench coupon`.
+//! The coupon-svc subcommands: `coupon` (through the gateway), the baselines `raw-redis-gate`
+//! and `raw-onehop-gate`, and `bench coupon` that runs all three.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{DEFAULT_MYSQL, DEFAULT_REDIS, HttpArgs, RunArgs};
+use super::{ClientArgs, DEFAULT_MYSQL, DEFAULT_REDIS, HttpArgs, PaceArgs, RunArgs};
 use crate::bench::Deployment;
 use crate::bench::coupon::CouponBench;
-use crate::raw::GateRace;
+use crate::raw::{GateRace, OneHop};
 use crate::report::Report;
 use crate::scenarios::Ledger;
 use crate::scenarios::coupon::{self, Race};
@@ -15,7 +16,8 @@ use crate::spawn::{COUPON, GATEWAY};
 
 #[derive(Debug, Clone, Args)]
 struct RaceArgs {
-    /// Concurrent clients, each on its own keep-alive HTTP/1.1 connection.
+    /// Concurrent clients, each on its own keep-alive HTTP/1.1 connection (open loop: the
+    /// connections opened before the run).
     #[arg(long, default_value_t = 256)]
     clients: usize,
     /// Distinct users racing, one request each; the users after them make the sold-out traffic.
@@ -24,11 +26,14 @@ struct RaceArgs {
     /// Copies of the coupon.
     #[arg(long, default_value_t = 1_000)]
     total: i64,
+    // --rate: request n (user n) is due at n/rate s, whatever the answers' pace.
+    #[command(flatten)]
+    pace: PaceArgs,
 }
 
 impl RaceArgs {
     fn race(&self) -> Race {
-        Race { clients: self.clients, users: self.users, total: self.total }
+        Race { clients: self.clients, users: self.users, total: self.total, pace: self.pace.pace(None) }
     }
 }
 
@@ -61,6 +66,18 @@ pub struct RawGateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct OneHopArgs {
+    #[arg(long, env = "LOADGEN_REDIS_URL", default_value = DEFAULT_REDIS)]
+    redis_url: String,
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    race: RaceArgs,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct BenchCouponArgs {
     #[command(flatten)]
     http: HttpArgs,
@@ -82,7 +99,7 @@ pub struct BenchCouponArgs {
     pub(super) run: RunArgs,
     #[command(flatten)]
     race: RaceArgs,
-    /// Client tasks of the raw gate race.
+    /// Client tasks of the raw gate race (always closed loop: it is the ceiling).
     #[arg(long, default_value_t = 256)]
     raw_clients: usize,
     /// Multiplexed Redis connections of the raw gate race.
@@ -98,12 +115,21 @@ fn finish_all(reports: &[Report]) -> bool {
 
 pub async fn coupon(a: CouponArgs) -> anyhow::Result<bool> {
     let ledger = a.verify_schema.map(|schema| Ledger { mysql_url: a.mysql_url.clone(), schema });
-    Ok(finish_all(&coupon::race(&a.http.target(ledger), &a.race.race(), a.run.limits()?).await?))
+    Ok(finish_all(&coupon::race("coupon", &a.http.target(ledger), &a.race.race(), a.run.limits()?).await?))
 }
 
 pub async fn raw_gate(a: RawGateArgs) -> anyhow::Result<bool> {
     let gate = GateRace { race: a.race.race(), connections: a.connections };
     Ok(finish_all(&crate::raw::redis_gate(&a.redis_url, &gate, a.run.limits()?).await?))
+}
+
+pub async fn onehop(a: OneHopArgs) -> anyhow::Result<bool> {
+    let cfg = OneHop {
+        race: a.race.race(),
+        request_timeout: a.client.request_timeout(),
+        source_addresses: a.client.source_addresses(),
+    };
+    Ok(finish_all(&crate::raw::onehop_gate(&a.redis_url, &cfg, a.run.limits()?).await?))
 }
 
 pub async fn bench(a: BenchCouponArgs) -> anyhow::Result<bool> {
@@ -120,4 +146,11 @@ pub async fn bench(a: BenchCouponArgs) -> anyhow::Result<bool> {
         raw_connections: a.raw_connections,
     };
     crate::bench::coupon::run(&cfg).await
+}
+
+#[cfg(test)]
+impl CouponArgs {
+    pub(super) fn race_for_test(&self) -> Race {
+        self.race.race()
+    }
 }

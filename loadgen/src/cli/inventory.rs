@@ -1,14 +1,16 @@
-//! The inventory-svc subcommands: `inventory-hot`, `inventory-read`, `bench inventory`.
+//! The inventory-svc subcommands: `inventory-hot`, `inventory-read`, `bench inventory`, and
+//! its reads through the gateway, `product-read`.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{DEFAULT_MYSQL, DEFAULT_REDIS, GrpcArgs, RunArgs, finish, target};
+use super::{DEFAULT_MYSQL, DEFAULT_REDIS, GrpcArgs, HttpArgs, PaceArgs, RunArgs, finish, target};
 use crate::bench::Deployment;
 use crate::bench::inventory::InventoryBench;
 use crate::scenarios::Ledger;
 use crate::scenarios::inventory::{self, MAX_STOCK};
+use crate::scenarios::products::{self, ProductRead};
 use crate::spawn::INVENTORY;
 
 #[derive(Debug, Args)]
@@ -37,6 +39,23 @@ pub struct ReadArgs {
     clients: usize,
     #[arg(long, default_value_t = 100)]
     products: usize,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProductReadArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Concurrent clients, each on its own keep-alive HTTP/1.1 connection (open loop: the
+    /// connections opened before the run).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Products created through the gateway before the run; each read is of a random one.
+    #[arg(long, default_value_t = 100)]
+    products: usize,
+    #[command(flatten)]
+    pace: PaceArgs,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -81,6 +100,11 @@ pub async fn read(a: ReadArgs) -> anyhow::Result<bool> {
     Ok(finish(&inventory::read(&target(&a.grpc, None), a.clients, a.products, a.run.limits()?).await?))
 }
 
+pub async fn product_read(a: ProductReadArgs) -> anyhow::Result<bool> {
+    let cfg = ProductRead { clients: a.clients, products: a.products, pace: a.pace.pace(None) };
+    Ok(finish(&products::product_read(&a.http.target(None), &cfg, a.run.limits()?).await?))
+}
+
 pub async fn bench(a: BenchInventoryArgs) -> anyhow::Result<bool> {
     let spawn = if a.spawn { vec![(&INVENTORY, INVENTORY.binary_or_sibling(a.bin)?)] } else { Vec::new() };
     let cfg = InventoryBench {
@@ -94,4 +118,11 @@ pub async fn bench(a: BenchInventoryArgs) -> anyhow::Result<bool> {
         read_products: a.read_products,
     };
     crate::bench::inventory::run(&cfg).await
+}
+
+#[cfg(test)]
+impl ProductReadArgs {
+    pub(super) fn http_for_test(&self) -> &HttpArgs {
+        &self.http
+    }
 }

@@ -41,11 +41,17 @@ enum Command {
     PointsHot(points::HotArgs),
     /// Charges (and uses) spread over many users; checks every user's ledger against its balance.
     PointsSpread(points::SpreadArgs),
+    /// Through the gateway (REST): GETs of random products among freshly created ones;
+    /// checks every 200 is the product asked for.
+    ProductRead(inventory::ProductReadArgs),
     /// Through the gateway (REST): 10,000 users race for 1,000 copies of a coupon, then
     /// sold-out traffic; checks the issued sequences are exactly 1..=1000.
     Coupon(coupon::CouponArgs),
     /// coupon-svc's Lua issue gate straight against Redis, same race, on a throwaway key.
     RawRedisGate(coupon::RawGateArgs),
+    /// The same gate behind one HTTP hop (an axum server inside loadgen, one Redis
+    /// connection): the coupon race against what a monolith would do.
+    RawOnehopGate(coupon::OneHopArgs),
     /// The bare conditional UPDATE on one MySQL product row, in a throwaway schema.
     RawMysqlHotUpdate(RawArgs),
     /// The bare conditional debit on one MySQL point_balance row, in a throwaway schema.
@@ -67,7 +73,7 @@ enum BenchCommand {
     Inventory(inventory::BenchInventoryArgs),
     /// raw-mysql-hot-debit, points-hot, points-spread.
     Points(points::BenchPointsArgs),
-    /// raw-redis-gate, then the coupon race through the gateway.
+    /// raw-redis-gate, raw-onehop-gate, then the coupon race through the gateway.
     Coupon(coupon::BenchCouponArgs),
     /// raw-mysql-checkout-tx, raw-mysql-hot-update, then through the gateway the checkout
     /// saga on distinct rows and on one hot product.
@@ -140,7 +146,32 @@ impl GrpcArgs {
             redis_url: None,
             channels: self.channels,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            source_addresses: 1,
         }
+    }
+}
+
+/// How the REST clients connect, whatever they connect to.
+#[derive(Debug, Clone, Args)]
+struct ClientArgs {
+    /// Timeout of each request.
+    #[arg(long, default_value_t = 5_000)]
+    request_timeout_ms: u64,
+    /// Loopback addresses the connections come from (127.1.0.1 upward), client i from the
+    /// (i mod N)-th, as a crowd arrives: a server that limits per address sees N callers.
+    /// Never more than the clients; 1 = all from 127.0.0.1. Only towards 127.0.0.1/localhost.
+    #[arg(long, default_value_t = 1_024,
+        value_parser = clap::value_parser!(u32).range(1..=crate::net::MAX_SOURCE_ADDRESSES as i64))]
+    source_addresses: u32,
+}
+
+impl ClientArgs {
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    fn source_addresses(&self) -> usize {
+        self.source_addresses as usize
     }
 }
 
@@ -149,9 +180,8 @@ struct HttpArgs {
     /// The gateway's HTTP address (loopback only).
     #[arg(long, visible_alias = "gateway", env = "LOADGEN_GATEWAY", default_value = "http://127.0.0.1:8080")]
     target: String,
-    /// Timeout of each request.
-    #[arg(long, default_value_t = 5_000)]
-    request_timeout_ms: u64,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 impl HttpArgs {
@@ -159,9 +189,10 @@ impl HttpArgs {
         Target {
             url: self.target.clone(),
             channels: 1,
-            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            request_timeout: self.client.request_timeout(),
             ledger,
             data_platform: None,
+            source_addresses: self.client.source_addresses(),
         }
     }
 
@@ -175,6 +206,7 @@ impl HttpArgs {
             redis_url: None,
             channels: t.channels,
             request_timeout: t.request_timeout,
+            source_addresses: t.source_addresses,
         }
     }
 }
@@ -197,6 +229,7 @@ fn target(grpc: &GrpcArgs, ledger: Option<Ledger>) -> Target {
         request_timeout: Duration::from_millis(grpc.request_timeout_ms),
         ledger,
         data_platform: None,
+        source_addresses: 1,
     }
 }
 
@@ -213,10 +246,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::InventoryHot(a) => inventory::hot(a).await,
         Command::InventoryRead(a) => inventory::read(a).await,
+        Command::ProductRead(a) => inventory::product_read(a).await,
         Command::PointsHot(a) => points::hot(a).await,
         Command::PointsSpread(a) => points::spread(a).await,
         Command::Coupon(a) => coupon::coupon(a).await,
         Command::RawRedisGate(a) => coupon::raw_gate(a).await,
+        Command::RawOnehopGate(a) => coupon::onehop(a).await,
         Command::RawMysqlHotUpdate(a) => raw(&PRODUCT_STOCK, a).await,
         Command::RawMysqlHotDebit(a) => raw(&POINT_BALANCE, a).await,
         Command::Checkout(a) => checkout::checkout(a).await,
@@ -233,6 +268,7 @@ pub async fn run() -> ExitCode {
     // One TLS provider for the process (DEPENDENCIES.md): sqlx and, later, reqwest share it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    crate::fds::raise_open_files_limit();
     match dispatch(cli).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
@@ -291,5 +327,22 @@ mod tests {
         assert_eq!(cfg.1.map(|h| h.pace), Some(Pace::Open(OpenLoop { rate: 1_000.0, max_inflight: 64 })));
         let cli = Cli::try_parse_from(["loadgen", "checkout", "--mysql-url", "mysql://root@127.0.0.1:3306"]).unwrap();
         assert!(matches!(cli.command, Command::Checkout(_)));
+    }
+
+    #[test]
+    fn rest_scenarios_take_source_addresses_and_an_open_loop() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["loadgen"], args].concat());
+        let cli = parse(&["product-read", "--clients", "32", "--products", "10", "--rate", "100"]).unwrap();
+        let Command::ProductRead(a) = cli.command else { panic!() };
+        assert_eq!(a.http_for_test().target(None).source_addresses, 1_024, "the default");
+        assert!(parse(&["raw-onehop-gate", "--clients", "64", "--users", "500", "--source-addresses", "1"]).is_ok());
+        assert!(parse(&["bench", "coupon", "--rate", "3000", "--max-inflight", "500"]).is_ok());
+        assert!(parse(&["coupon", "--source-addresses", "0"]).is_err());
+        assert!(parse(&["coupon", "--source-addresses", "65025"]).is_err(), "past 127.1.255.254");
+        let cli = parse(&["coupon", "--clients", "10000", "--source-addresses", "65024", "--rate", "2000"]).unwrap();
+        let Command::Coupon(a) = cli.command else { panic!() };
+        let race = a.race_for_test();
+        assert_eq!((race.clients, race.users), (10_000, 10_000));
+        assert_eq!(race.pace, Pace::Open(OpenLoop { rate: 2_000.0, max_inflight: 2_000 }));
     }
 }

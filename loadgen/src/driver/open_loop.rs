@@ -16,7 +16,7 @@ use anyhow::ensure;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{CpuWindow, Limits, LoopResult, Outcome, merged, record, shards};
+use super::{CpuWindow, Limits, LoopResult, Sample, merged, record, shards};
 
 /// A request that starts more than this after its due time counts as late: past it, the
 /// generator (or the box's CPU) and not the system under test shaped the arrival times.
@@ -100,7 +100,7 @@ struct Paced {
 pub(super) async fn run_open_loop<F, Fut>(clients: usize, open: OpenLoop, limits: Limits, op: F) -> LoopResult
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Outcome> + Send + 'static,
+    Fut: Future<Output: Into<Sample>> + Send + 'static,
 {
     let (op, shards) = (Arc::new(op), shards());
     let lateness = Arc::new(Lateness::default());
@@ -178,7 +178,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::{Pace, run_loop, run_phased};
+    use crate::driver::{Outcome, Pace, run_loop, run_phased};
 
     fn open(rate: f64, max_inflight: usize) -> Pace {
         Pace::Open(OpenLoop { rate, max_inflight })

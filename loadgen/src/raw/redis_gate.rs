@@ -8,7 +8,7 @@ use anyhow::Context;
 use redis::Script;
 use serde_json::{Map, json};
 
-use crate::driver::{Limits, Outcome, Pace, run_phased};
+use crate::driver::{Limits, Outcome, run_phased};
 use crate::report::Report;
 use crate::scenarios::coupon::{ALREADY_ISSUED, Answers, Issued, Race, SOLD_OUT, race_reports};
 
@@ -77,7 +77,7 @@ async fn run_on_key(redis_url: &str, key: &str, cfg: &GateRace, limits: Limits) 
 
     let (total, issued) = (cfg.race.total, Issued::default());
     let (shared, log, gate): (Arc<[_]>, _, Arc<str>) = (connections.into(), issued.clone(), key.into());
-    let phases = run_phased(cfg.race.clients, Pace::Closed, limits, cfg.race.users, move |client, seq| {
+    let phases = run_phased(cfg.race.clients, cfg.race.pace, limits, cfg.race.users, move |client, seq| {
         let mut conn = shared[client % shared.len()].clone();
         let (script, gate, log) = (script.clone(), gate.clone(), log.clone());
         let user = 1 + seq as i64;

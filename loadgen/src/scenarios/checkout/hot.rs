@@ -8,12 +8,12 @@ use std::sync::Arc;
 use anyhow::ensure;
 
 use super::order::{Book, Line, OUT_OF_STOCK};
-use super::{POINTS, describe, ordering, rest_pool, settle_and_verify, setup, validate_pace};
+use super::{POINTS, describe, ordering, settle_and_verify, setup};
 use crate::driver::{Limits, Pace, run_phased};
 use crate::mysql_counters::{MysqlCounters, around};
 use crate::report::Report;
-use crate::scenarios::Target;
 use crate::scenarios::inventory::MAX_STOCK;
+use crate::scenarios::{RestPool, Target};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Hot {
@@ -31,7 +31,7 @@ impl Hot {
         ensure!(self.clients >= 1 && self.clients <= 100_000, "--hot-clients must be 1..=100000");
         ensure!((1..=MAX_STOCK).contains(&self.stock), "--hot-stock must be 1..={MAX_STOCK}");
         ensure!(self.attempts >= self.stock as u64, "--hot-attempts must be at least --hot-stock");
-        validate_pace(self.pace)
+        self.pace.validate()
     }
 }
 
@@ -46,7 +46,7 @@ pub async fn hot(
     counters: Option<&MysqlCounters>,
 ) -> anyhow::Result<Vec<Report>> {
     cfg.validate()?;
-    let rest = rest_pool(target, cfg.clients, cfg.pace)?;
+    let rest = RestPool::new(target, cfg.clients, cfg.pace)?;
     let shop = setup::open(&rest, "checkout hot", (1, cfg.stock), (cfg.clients, POINTS)).await?;
     rest.warm_up().await?;
 

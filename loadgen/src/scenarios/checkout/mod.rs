@@ -30,7 +30,7 @@ use self::order::{Attempt, Book, Line, place};
 pub use self::order::{OUT_OF_STOCK, PENDING};
 use self::setup::Shop;
 use super::{RestPool, Target};
-use crate::driver::{Limits, Outcome, Pace, run_loop};
+use crate::driver::{Limits, Pace, Sample, run_loop};
 use crate::mysql_counters::{MysqlCounters, around};
 use crate::report::Report;
 use crate::scenarios::points::MAX_CHARGE;
@@ -52,7 +52,7 @@ pub struct Distinct {
 impl Distinct {
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(self.clients >= 1, "at least one client is needed");
-        validate_pace(self.pace)?;
+        self.pace.validate()?;
         // Fewer rows than clients would make concurrent orders share a user or a product.
         ensure!(self.users >= self.clients, "--users must be at least --clients");
         ensure!(self.products >= self.clients, "--products must be at least --clients");
@@ -61,36 +61,19 @@ impl Distinct {
     }
 }
 
-fn validate_pace(pace: Pace) -> anyhow::Result<()> {
-    match pace {
-        Pace::Closed => Ok(()),
-        Pace::Open(open) => open.validate(),
-    }
-}
-
-/// One keep-alive connection per client, opened before the run; an open loop keeps up to its
-/// in-flight bound open, since each request in flight needs a connection of its own.
-fn rest_pool(target: &Target, clients: usize, pace: Pace) -> anyhow::Result<RestPool> {
-    let idle = match pace {
-        Pace::Closed => clients,
-        Pace::Open(open) => open.max_inflight,
-    };
-    RestPool::with_idle(&target.url, clients, idle, target.request_timeout)
-}
-
 /// A driver op that places one order per call, recording every attempt in `book`.
 fn ordering(
     rest: RestPool,
     book: Book,
     line: impl Fn(usize, u64) -> Line + Send + Sync + 'static,
-) -> impl Fn(usize, u64) -> futures::future::BoxFuture<'static, Outcome> + Send + Sync + 'static {
+) -> impl Fn(usize, u64) -> futures::future::BoxFuture<'static, Sample> + Send + Sync + 'static {
     move |client, seq| {
         let (rest, book, line) = (rest.clone(), book.clone(), line(client, seq));
         Box::pin(async move {
             let key = uuid::Uuid::new_v4().to_string();
-            let placed = place(&rest, &key, line).await;
+            let placed = place(rest.caller(client), &key, line).await;
             book.record(Attempt { key, line, answer: placed.answer, retry_after: placed.retry_after });
-            placed.outcome
+            placed.outcome.over_http(placed.http)
         })
     }
 }
@@ -98,6 +81,7 @@ fn ordering(
 /// What every checkout report states about its setup.
 fn describe(report: &mut Report, target: &Target, shop: &Shop, rest: &RestPool) {
     report.param("target", target.url.as_str()).param("http1_connections", rest.len() as u64);
+    report.param("source_addresses", rest.sources());
     report.param("products", shop.products.len() as u64).param("users", shop.users.len() as u64);
     report.param("price", setup::PRICE).param("points_per_user", shop.charged);
 }
@@ -123,7 +107,7 @@ pub async fn distinct(
     counters: Option<&MysqlCounters>,
 ) -> anyhow::Result<Report> {
     cfg.validate()?;
-    let rest = rest_pool(target, cfg.clients, cfg.pace)?;
+    let rest = RestPool::new(target, cfg.clients, cfg.pace)?;
     let shop = setup::open(&rest, "checkout distinct", (cfg.products, DISTINCT_STOCK), (cfg.users, POINTS)).await?;
     rest.warm_up().await?;
 

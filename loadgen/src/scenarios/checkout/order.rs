@@ -8,8 +8,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::driver::Outcome;
-use crate::scenarios::{RestPool, problem_code, transport_error};
+use crate::driver::{HttpStatus, Outcome};
+use crate::scenarios::{Caller, problem_code, status_of, transport_kind};
 
 pub const OUT_OF_STOCK: &str = "409 OUT_OF_STOCK";
 /// `202 Accepted`: the saga is still running; the same key asked again later gets `202` until
@@ -89,29 +89,27 @@ impl Book {
     }
 }
 
-/// What one `POST /v1/orders` came to: how the driver counts it, what the book keeps, and
-/// when the server asked to be asked again (`Retry-After`).
+/// What one `POST /v1/orders` came to: how the driver counts it (with the HTTP status), what
+/// the book keeps, and when the server asked to be asked again (`Retry-After`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placed {
     pub outcome: Outcome,
+    pub http: HttpStatus,
     pub answer: Answer,
     pub retry_after: Option<Duration>,
 }
 
 /// Places `line` with `key`.
-pub async fn place(rest: &RestPool, key: &str, line: Line) -> Placed {
+pub async fn place(rest: Caller<'_>, key: &str, line: Line) -> Placed {
     match rest.send_keyed("/v1/orders", Some(key), line.body()).await {
         Ok(reply) => {
             let (outcome, answer) = judge(reply.status, &reply.body, line);
-            Placed { outcome, answer, retry_after: reply.retry_after }
+            Placed { outcome, http: status_of(reply.status), answer, retry_after: reply.retry_after }
         }
         Err(err) => {
-            let outcome = transport_error(&err);
-            let why = match &outcome {
-                Outcome::Error(kind) => kind.clone(),
-                _ => "transport".to_owned(),
-            };
-            Placed { outcome, answer: Answer::Unknown(why), retry_after: None }
+            let kind = transport_kind(&err);
+            let (outcome, answer) = (Outcome::Error(kind.to_owned()), Answer::Unknown(kind.to_owned()));
+            Placed { outcome, http: HttpStatus::Transport, answer, retry_after: None }
         }
     }
 }

@@ -57,7 +57,7 @@ pub async fn settle(rest: &RestPool, attempts: &mut [Attempt]) -> Settled {
         tokio::time::sleep(pause).await;
         let replays = open.iter().map(|&i| {
             let attempt = &attempts[i];
-            async move { (i, place(rest, &attempt.key, attempt.line).await) }
+            async move { (i, place(rest.any(), &attempt.key, attempt.line).await) }
         });
         let answers: Vec<_> = futures::stream::iter(replays).buffer_unordered(CONCURRENCY).collect().await;
         open.clear();

@@ -61,7 +61,7 @@ where
 /// `GET <path>` answered 200 with JSON.
 pub async fn fetch(rest: &RestPool, path: &str) -> anyhow::Result<Value> {
     retried(&format!("GET {path}"), || async {
-        let (status, body) = rest.get(path).await?;
+        let (status, body) = rest.any().get(path).await?;
         if status != StatusCode::OK {
             bail!("GET {path} answered {status}: {}", String::from_utf8_lossy(&body));
         }
@@ -74,7 +74,7 @@ async fn create_product(rest: &RestPool, name: String, stock: i64) -> anyhow::Re
     let body = json!({"name": name, "price": PRICE, "stock": stock}).to_string();
     // A retried create may leave an unused product behind; only the one answered is sold.
     let created = retried("POST /v1/products", || async {
-        let (status, answer) = rest.post("/v1/products", body.clone()).await?;
+        let (status, answer) = rest.any().post("/v1/products", body.clone()).await?;
         ensure!(status == StatusCode::CREATED, "answered {status}: {}", String::from_utf8_lossy(&answer));
         Ok(serde_json::from_slice::<Value>(&answer)?)
     })
@@ -94,7 +94,7 @@ async fn charge(rest: &RestPool, run_id: &str, user: i64, amount: i64) -> anyhow
         let step = (amount - done).min(MAX_CHARGE);
         let (key, body) = (format!("lg-checkout-{run_id}-{user}-{part}"), json!({"userId": user, "amount": step}));
         retried("POST /v1/points/charge", || async {
-            let (status, answer) = rest.post_keyed("/v1/points/charge", Some(&key), body.to_string()).await?;
+            let (status, answer) = rest.any().post_keyed("/v1/points/charge", Some(&key), body.to_string()).await?;
             ensure!(status == StatusCode::OK, "answered {status}: {}", String::from_utf8_lossy(&answer));
             Ok(())
         })

@@ -46,7 +46,7 @@ where
 async fn order_status(rest: &RestPool, id: &str) -> anyhow::Result<Option<String>> {
     let path = format!("/v1/orders/{id}");
     retried(&format!("GET {path}"), || async {
-        let (status, body) = rest.get(&path).await?;
+        let (status, body) = rest.any().get(&path).await?;
         match status {
             StatusCode::NOT_FOUND => Ok(None),
             StatusCode::OK => {
@@ -248,7 +248,7 @@ async fn check_points(report: &mut Report, rest: &RestPool, shop: &Shop, book: &
 
 /// What loadgen's mock data platform received, against the phase's orders.
 async fn check_platform(report: &mut Report, url: &str, attempts: &[Attempt]) -> anyhow::Result<()> {
-    let platform = RestPool::new(url, 1, Duration::from_secs(30))?;
+    let platform = RestPool::single(url, Duration::from_secs(30))?;
     let received = fetch(&platform, "/received").await?;
     let items = received["items"].as_array().context("GET /received without items")?;
     let ids: Vec<&str> =

@@ -1,6 +1,7 @@
 //! coupon: 10,000 distinct users race through the gateway (REST) for the 1,000 copies of
 //! one coupon, then sold-out traffic of new users continues for the rest of the run. The
 //! `sequence` of every 201 is kept, so the check is on positions, not only on a count.
+//! Closed loop (N clients), or open loop at a fixed arrival rate; one user per request either way.
 
 mod race;
 
@@ -13,8 +14,8 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Map, Value, json};
 
 pub use self::race::{ALREADY_ISSUED, Answers, Issued, SOLD_OUT, race_reports, sequences};
-use super::{Ledger, RestPool, Target, fresh_users, problem_code, transport_error};
-use crate::driver::{Limits, Outcome, Pace, run_phased};
+use super::{Caller, Ledger, RestPool, Target, fresh_users, problem_code, status_of, transport_error};
+use crate::driver::{Limits, Outcome, Pace, Sample, run_phased};
 use crate::report::Report;
 
 /// Copies a coupon may have at most (coupon-svc's own bound).
@@ -23,9 +24,11 @@ pub const MAX_TOTAL: i64 = 10_000_000;
 /// The race: `users` distinct users, one request each, for `total` copies.
 #[derive(Clone, Copy, Debug)]
 pub struct Race {
+    /// Closed loop: the concurrent clients. Open loop: the connections opened before the run.
     pub clients: usize,
     pub users: u64,
     pub total: i64,
+    pub pace: Pace,
 }
 
 impl Race {
@@ -33,13 +36,13 @@ impl Race {
         ensure!((1..=MAX_TOTAL).contains(&self.total), "total must be 1..={MAX_TOTAL}");
         ensure!((1..=10_000_000).contains(&self.users), "users must be 1..=10000000");
         ensure!(self.clients >= 1, "at least one client is needed");
-        Ok(())
+        self.pace.validate()
     }
 }
 
 const ANSWERS: Answers = ["201 issued", "409 COUPON_SOLD_OUT", "409 COUPON_ALREADY_ISSUED"];
 
-async fn create_coupon(rest: &RestPool, name: &str, total: i64) -> anyhow::Result<i64> {
+async fn create_coupon(rest: Caller<'_>, name: &str, total: i64) -> anyhow::Result<i64> {
     let body = json!({"name": name, "discountType": "FIXED", "discountValue": 1000, "totalQuantity": total});
     let (status, answer) = rest.post("/v1/coupons", body.to_string()).await.context("POST /v1/coupons failed")?;
     ensure!(status == StatusCode::CREATED, "POST /v1/coupons answered {status}: {}", String::from_utf8_lossy(&answer));
@@ -57,13 +60,17 @@ fn issued_sequence(body: &[u8], user: i64) -> Result<i64, &'static str> {
 }
 
 /// One issue request: a 201 is recorded with its sequence, a 409 is told apart by its code.
-async fn issue(rest: &RestPool, path: &str, user: i64, issued: &Issued) -> Outcome {
+async fn issue(rest: Caller<'_>, path: &str, user: i64, issued: &Issued) -> Sample {
     let (status, body) = match rest.post(path, format!(r#"{{"userId":{user}}}"#)).await {
         Ok(answer) => answer,
         Err(err) => return transport_error(&err),
     };
+    judge(status, &body, user, issued).over_http(status_of(status))
+}
+
+fn judge(status: StatusCode, body: &[u8], user: i64, issued: &Issued) -> Outcome {
     if status == StatusCode::CREATED {
-        return match issued_sequence(&body, user) {
+        return match issued_sequence(body, user) {
             Ok(sequence) => {
                 issued.record(user, sequence);
                 Outcome::Ok
@@ -71,7 +78,7 @@ async fn issue(rest: &RestPool, path: &str, user: i64, issued: &Issued) -> Outco
             Err(why) => Outcome::Error(why.to_owned()),
         };
     }
-    let code = problem_code(&body).unwrap_or_else(|| "-".to_owned());
+    let code = problem_code(body).unwrap_or_else(|| "-".to_owned());
     match (status, code.as_str()) {
         (StatusCode::CONFLICT, "COUPON_SOLD_OUT") => Outcome::Rejected(SOLD_OUT),
         (StatusCode::CONFLICT, "COUPON_ALREADY_ISSUED") => Outcome::Rejected(ALREADY_ISSUED),
@@ -81,33 +88,37 @@ async fn issue(rest: &RestPool, path: &str, user: i64, issued: &Issued) -> Outco
 
 /// Creates a coupon of `total` copies, then `clients` tasks issue it to user after user:
 /// the first `users` requests are the race, the rest of the run is sold-out traffic.
-/// Three reports: the race, the sold-out phase, and both (with the checks).
-pub async fn race(target: &Target, cfg: &Race, limits: Limits) -> anyhow::Result<Vec<Report>> {
+/// Three reports, named after `scenario`: the race, the sold-out phase, and both (with the
+/// checks). Any server with the gateway's coupon API can be the target (the one-hop baseline
+/// is one).
+pub async fn race(scenario: &str, target: &Target, cfg: &Race, limits: Limits) -> anyhow::Result<Vec<Report>> {
     cfg.validate()?;
-    let rest = RestPool::new(&target.url, cfg.clients, target.request_timeout)?;
+    let rest = RestPool::new(target, cfg.clients, cfg.pace)?;
     rest.warm_up().await?;
     let run_id = kit::testing::unique_prefix();
-    let coupon_id = create_coupon(&rest, &format!("loadgen coupon race {run_id}"), cfg.total).await?;
+    let coupon_id = create_coupon(rest.any(), &format!("loadgen coupon race {run_id}"), cfg.total).await?;
     let first_user = fresh_users();
 
     let issued = Issued::default();
     let path: Arc<str> = format!("/v1/coupons/{coupon_id}/issue").into();
     let (shared, log) = (rest.clone(), issued.clone());
-    let phases = run_phased(cfg.clients, Pace::Closed, limits, cfg.users, move |_, seq| {
+    let phases = run_phased(cfg.clients, cfg.pace, limits, cfg.users, move |client, seq| {
         let (rest, path, log) = (shared.clone(), path.clone(), log.clone());
-        async move { issue(&rest, &path, first_user + seq as i64, &log).await }
+        async move { issue(rest.caller(client), &path, first_user + seq as i64, &log).await }
     })
     .await;
 
     let mut params = Map::new();
     params.insert("target".into(), json!(target.url));
     params.insert("http1_connections".into(), json!(rest.len()));
+    params.insert("source_addresses".into(), json!(rest.sources()));
     params.insert("users".into(), json!(cfg.users));
     params.insert("total".into(), json!(cfg.total));
     let issued = issued.take();
-    let mut reports = race_reports("coupon", phases, &params, &ANSWERS, cfg.total, &issued);
+    let mut reports = race_reports(scenario, phases, &params, &ANSWERS, cfg.total, &issued);
     let both = &mut reports[2];
-    let last_user = first_user + both.run.tally.total() as i64 - 1;
+    // Request n is user first + n, sent or (open loop, pool full) dropped.
+    let last_user = first_user + both.run.budget_used() as i64 - 1;
     both.extra("coupon_id", coupon_id).extra("user_ids", format!("{first_user}..={last_user}"));
     if let Some(ledger) = &target.ledger {
         let t = &both.run.tally;
@@ -178,7 +189,10 @@ mod tests {
         assert_eq!(issued_sequence(body, 7), Ok(42));
         assert_eq!(issued_sequence(body, 8), Err("201 for another user"));
         assert_eq!(issued_sequence(b"{}", 7), Err("201 for another user"));
-        assert!(Race { clients: 256, users: 10_000, total: 1_000 }.validate().is_ok());
-        assert!(Race { clients: 256, users: 10_000, total: 0 }.validate().is_err());
+        let race = Race { clients: 256, users: 10_000, total: 1_000, pace: Pace::Closed };
+        assert!(race.validate().is_ok());
+        assert!(Race { total: 0, ..race }.validate().is_err());
+        let flood = crate::driver::OpenLoop { rate: 5_000.0, max_inflight: 0 };
+        assert!(Race { pace: Pace::Open(flood), ..race }.validate().is_err(), "no request could be sent");
     }
 }
