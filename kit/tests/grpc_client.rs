@@ -12,7 +12,11 @@ use tonic_health::pb::health_client::HealthClient;
 
 /// A health server on a random port that counts the calls it serves.
 async fn counting_server() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    counting_server_on(0).await
+}
+
+async fn counting_server_on(port: u16) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
@@ -68,4 +72,23 @@ fn trace_context_is_continued_into_the_next_hop() {
         assert!(sent.starts_with(&format!("00-{trace_id}-")), "same trace: {sent}");
         assert!(!sent.contains("00f067aa0ba902b7"), "a new span id: {sent}");
     });
+}
+
+#[tokio::test]
+async fn an_upstream_that_comes_up_late_serves_the_very_next_call() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let settings = ClientSettings {
+        breaker: kit::grpc::BreakerSettings { failures_to_open: 0, ..Default::default() },
+        ..ClientSettings::default()
+    };
+    let mut client = HealthClient::new(channel(&format!("http://127.0.0.1:{port}"), &settings).unwrap());
+    assert!(client.check(HealthCheckRequest { service: String::new() }).await.is_err(), "nothing listens yet");
+    // Time for a balancer to poll its idle connections (and fail to connect) ahead of any call.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, calls) = counting_server_on(port).await;
+    for n in 0..8 {
+        // Every connection of the pool must connect now, not hand back an old connect error.
+        client.check(HealthCheckRequest { service: String::new() }).await.unwrap_or_else(|e| panic!("call {n}: {e}"));
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), 8);
 }

@@ -95,7 +95,9 @@ pub struct IssuedCoupon {
     /// 1-based first-come position: the n-th accepted request gets n.
     pub sequence: i64,
     pub status: String,
+    #[schema(format = DateTime)]
     pub issued_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
 }
 
@@ -109,12 +111,15 @@ pub struct UserCouponBody {
     pub sequence: i64,
     /// AVAILABLE, USED or EXPIRED.
     pub status: String,
+    #[schema(format = DateTime)]
     pub issued_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
     pub name: String,
     pub discount_type: String,
     pub discount_value: i64,
     pub max_discount: Option<i64>,
+    #[schema(format = DateTime)]
     pub used_at: Option<String>,
     pub order_id: Option<String>,
 }

@@ -76,6 +76,7 @@ pub struct OrderStepBody {
     pub name: String,
     /// PENDING, DONE, COMPENSATED or FAILED.
     pub status: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     /// Calls made for the step, retries and compensations included.
     pub attempts: i32,
@@ -103,7 +104,9 @@ pub struct OrderBody {
     pub failure_code: Option<String>,
     /// Grows by one with every change of the order; also the `ETag`.
     pub version: i64,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     /// The saga's steps, in order: only in `GET /v1/orders/{orderId}`, absent elsewhere.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -19,6 +19,7 @@ pub struct BalanceBody {
     pub user_id: i64,
     pub balance: i64,
     /// Null for a user who never had points.
+    #[schema(format = DateTime)]
     pub updated_at: Option<String>,
 }
 
@@ -60,6 +61,7 @@ pub struct LedgerEntryBody {
     pub amount: i64,
     pub balance_after: i64,
     pub order_id: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 

@@ -22,7 +22,9 @@ pub struct ProductBody {
     pub stock: i64,
     /// Grows by one with every change of the product, orders included.
     pub version: i64,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 

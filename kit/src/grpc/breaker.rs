@@ -22,6 +22,12 @@ use tower::{Layer, Service};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// An upstream call that failed without an answer. The cause is the error's `source`, where
+/// tonic finds a `Status` (an open circuit's) or a transport error and maps it to its code.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream call failed")]
+pub struct CallError(#[source] pub BoxError);
+
 #[derive(Clone, Copy, Debug)]
 pub struct BreakerSettings {
     /// Failures in a row that open the breaker; 0 = never open.
@@ -182,16 +188,15 @@ fn failed_status(code: Code) -> bool {
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for BreakerService<S>
 where
-    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Error: Into<BoxError>,
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>, Error = CallError>,
     S::Future: Send + 'static,
 {
     type Response = http::Response<ResBody>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Error = CallError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, CallError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
@@ -201,7 +206,7 @@ where
                     .increment(1);
                 let status =
                     tonic::Status::unavailable(format!("{} is failing; its circuit is open", self.breaker.upstream));
-                return Box::pin(async move { Err(Box::new(status) as BoxError) });
+                return Box::pin(async move { Err(CallError(Box::new(status))) });
             }
             Admit::Probe => true,
             Admit::Pass => false,
@@ -210,7 +215,7 @@ where
         let call = self.inner.call(request);
         Box::pin(async move {
             let mut guard = ProbeGuard { breaker: probe.then(|| breaker.clone()) };
-            let result = call.await.map_err(Into::into);
+            let result = call.await;
             let failed = match &result {
                 Err(_) => true,
                 Ok(response) => {

@@ -1,19 +1,64 @@
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::body::Body;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tower::Layer;
+use tower::ServiceExt;
+use tower::balance::p2c::Balance;
+use tower::buffer::Buffer;
+use tower::discover::Change;
+use tower::load::{CompleteOnResponse, PendingRequests};
 
-use super::breaker::{Breaker, BreakerService, BreakerSettings};
+use super::breaker::{Breaker, BreakerService, BreakerSettings, CallError};
 use crate::telemetry;
 
 /// A channel to one upstream service (all its replicas) that stamps every call with the
 /// current trace context and a deadline, behind the upstream's circuit breaker.
-pub type MeshChannel = InterceptedService<BreakerService<Channel>, TraceContext>;
+pub type MeshChannel = InterceptedService<BreakerService<Upstream>, TraceContext>;
+
+/// The connections to one upstream: a power-of-two-choices balancer (least pending calls)
+/// over `connections_per_address` lazy HTTP/2 connections per address, behind a buffer so it
+/// can be cloned. Built from tower's parts rather than tonic's `balance_channel` because each
+/// connection here is a lazy tonic `Channel` that connects when a call needs it: a connect
+/// error goes to the call that caused it. tonic's balancer polls its endpoints ahead of any
+/// call, so a connect that failed while an upstream was (re)starting was kept and handed to
+/// the next caller, even once the upstream was back.
+///
+/// A struct with a concrete `Service` impl, as tonic's `Channel` is, rather than the bare
+/// `Buffer`: with the buffer's generic bounds in the client's type, rustc cannot prove the
+/// generated clients' futures `Send` (a higher-ranked lifetime gap).
+#[derive(Clone)]
+pub struct Upstream {
+    calls: Buffer<http::Request<Body>, BalancedCall>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BalancedCall = Pin<Box<dyn Future<Output = Result<http::Response<Body>, BoxError>> + Send + 'static>>;
+pub type UpstreamCall = Pin<Box<dyn Future<Output = Result<http::Response<Body>, CallError>> + Send + 'static>>;
+
+impl tower::Service<http::Request<Body>> for Upstream {
+    type Response = http::Response<Body>;
+    type Error = CallError;
+    type Future = UpstreamCall;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), CallError>> {
+        self.calls.poll_ready(cx).map_err(CallError)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> UpstreamCall {
+        let call = self.calls.call(request);
+        Box::pin(async move { call.await.map_err(CallError) })
+    }
+}
+
+type Connection = PendingRequests<Channel>;
 
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
@@ -66,12 +111,10 @@ fn endpoint(uri: Uri, settings: &ClientSettings) -> Endpoint {
 
 /// A lazily connected channel over `urls` (comma-separated replicas are allowed).
 ///
-/// - one address with an IP literal and one connection per address: a plain lazy channel;
-/// - otherwise: a balanced channel (power of two choices over the least pending calls) with
-///   `connections_per_address` endpoints per address; host names are re-resolved every
-///   `resolve_interval` and every address they yield gets its endpoints. gRPC keeps HTTP/2
-///   connections open for long, so without this a client behind a headless Service would
-///   stick to whichever pod it reached first.
+/// Every address gets `connections_per_address` connections, balanced as [`Upstream`] says.
+/// Host names are re-resolved every `resolve_interval` and every address they yield gets its
+/// connections: gRPC keeps HTTP/2 connections open for long, so without this a client behind
+/// a headless Service would stick to whichever pod it reached first.
 ///
 /// Lazy: a service starts even when its upstream is not up yet, and reconnects by itself.
 /// Must be called inside a tokio runtime (the resolver is a task).
@@ -83,22 +126,20 @@ pub fn channel(urls: &str, settings: &ClientSettings) -> Result<MeshChannel, Bad
         let scheme = uri.scheme_str().ok_or_else(|| bad("no scheme (http://...)".into()))?.to_owned();
         let host = uri.host().ok_or_else(|| bad("no host".into()))?.trim_matches(['[', ']']).to_owned();
         let port = uri.port_u16().ok_or_else(|| bad("no port".into()))?;
-        targets.push(Target { uri, scheme, host, port });
+        targets.push(Target { scheme, host, port });
+    }
+    if targets.is_empty() {
+        return Err(BadUpstream { url: urls.to_owned(), reason: "no address given".into() });
     }
     let interceptor = TraceContext { deadline: settings.request_timeout };
     let breaker = Breaker::new(&settings.upstream, settings.breaker);
-    let channel = match targets.as_slice() {
-        [] => return Err(BadUpstream { url: urls.to_owned(), reason: "no address given".into() }),
-        [one] if one.host.parse::<IpAddr>().is_ok() && settings.connections_per_address <= 1 => {
-            endpoint(one.uri.clone(), settings).connect_lazy()
-        }
-        _ => {
-            let (channel, changes) = Channel::balance_channel::<EndpointKey>(64);
-            tokio::spawn(resolve_forever(targets, changes, settings.clone()));
-            channel
-        }
-    };
-    Ok(InterceptedService::new(breaker.layer(channel), interceptor))
+    let (changes, discovered) = tokio::sync::mpsc::channel(64);
+    let balance = Balance::new(ReceiverStream::new(discovered));
+    // Calls waiting for the balancer; past this many they wait in `poll_ready` instead.
+    let balance = balance.map_future(|call| -> BalancedCall { Box::pin(call) });
+    let upstream = Upstream { calls: Buffer::new(balance, 4_096) };
+    tokio::spawn(resolve_forever(targets, changes, settings.clone()));
+    Ok(InterceptedService::new(breaker.layer(upstream), interceptor))
 }
 
 /// [`channel`] with default settings.
@@ -110,7 +151,6 @@ pub fn channel_to(url: &str) -> Result<MeshChannel, BadUpstream> {
 type EndpointKey = (SocketAddr, usize);
 
 struct Target {
-    uri: Uri,
     scheme: String,
     host: String,
     port: u16,
@@ -120,7 +160,7 @@ struct Target {
 /// channel is dropped (the sender is closed).
 async fn resolve_forever(
     targets: Vec<Target>,
-    changes: tokio::sync::mpsc::Sender<Change<EndpointKey, Endpoint>>,
+    changes: tokio::sync::mpsc::Sender<Result<Change<EndpointKey, Connection>, Infallible>>,
     settings: ClientSettings,
 ) {
     let mut current: HashSet<SocketAddr> = HashSet::new();
@@ -141,7 +181,7 @@ async fn resolve_forever(
             let per_address = settings.connections_per_address.max(1);
             for gone in current.difference(&resolved) {
                 for slot in 0..per_address {
-                    if changes.send(Change::Remove((*gone, slot))).await.is_err() {
+                    if changes.send(Ok(Change::Remove((*gone, slot)))).await.is_err() {
                         return;
                     }
                 }
@@ -150,7 +190,9 @@ async fn resolve_forever(
                 let scheme = &targets[0].scheme;
                 let Ok(uri) = format!("{scheme}://{new}").parse::<Uri>() else { continue };
                 for slot in 0..per_address {
-                    if changes.send(Change::Insert((*new, slot), endpoint(uri.clone(), &settings))).await.is_err() {
+                    let connection = endpoint(uri.clone(), &settings).connect_lazy();
+                    let connection = PendingRequests::new(connection, CompleteOnResponse::default());
+                    if changes.send(Ok(Change::Insert((*new, slot), connection))).await.is_err() {
                         return;
                     }
                 }

@@ -8,7 +8,7 @@ mod idempotent;
 mod metrics_layer;
 mod server;
 
-pub use breaker::{Breaker, BreakerService, BreakerSettings, BreakerState};
+pub use breaker::{Breaker, BreakerService, BreakerSettings, BreakerState, CallError};
 pub use client::{ClientSettings, MeshChannel, TraceContext, channel, channel_to};
 pub use deadline::caller_timeout;
 pub use idempotent::{idempotency_key, respond};
