@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = protox::compile(PROTOS, ["protos"])?;
     std::fs::write(out_dir.join("mesh_descriptor.bin"), descriptors.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Small starting buffers per call: see src/codec.rs.
+    tonic_prost_build::configure().codec_path("crate::codec::SmallBufferCodec").compile_fds(descriptors)?;
     Ok(())
 }
