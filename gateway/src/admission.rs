@@ -14,11 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kit::ErrorCode;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::problem::Problem;
 
@@ -61,26 +59,28 @@ impl Drop for Waiting<'_> {
     }
 }
 
-pub async fn admit(State(admission): State<Admission>, request: Request, next: Next) -> Response {
-    let permit = match admission.slots.clone().try_acquire_owned() {
-        Ok(permit) => permit,
-        Err(_) => {
-            if admission.waiting.fetch_add(1, Ordering::Relaxed) >= admission.settings.max_queued {
-                admission.waiting.fetch_sub(1, Ordering::Relaxed);
-                return shed("queue_full");
+impl Admission {
+    /// A slot to work on one request, waited for at most the queueing budget; else the
+    /// `503 OVERLOADED` answer to send instead. Dropping the permit frees the slot.
+    pub async fn enter(&self) -> Result<OwnedSemaphorePermit, Response> {
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.settings.max_queued {
+                    self.waiting.fetch_sub(1, Ordering::Relaxed);
+                    return Err(shed("queue_full"));
+                }
+                let _waiting = Waiting(&self.waiting);
+                match tokio::time::timeout(self.settings.queue_budget, self.slots.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    // The semaphore is never closed; a timeout is the only real outcome here.
+                    Ok(Err(_)) | Err(_) => return Err(shed("queue_budget")),
+                }
             }
-            let _waiting = Waiting(&admission.waiting);
-            match tokio::time::timeout(admission.settings.queue_budget, admission.slots.clone().acquire_owned()).await {
-                Ok(Ok(permit)) => permit,
-                // The semaphore is never closed; a timeout is the only real outcome here.
-                Ok(Err(_)) | Err(_) => return shed("queue_budget"),
-            }
-        }
-    };
-    metrics::gauge!("gateway_requests_in_flight").set(admission.in_flight() as f64);
-    let response = next.run(request).await;
-    drop(permit);
-    response
+        };
+        metrics::gauge!("gateway_requests_in_flight").set(self.in_flight() as f64);
+        Ok(permit)
+    }
 }
 
 fn shed(reason: &'static str) -> Response {

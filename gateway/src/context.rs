@@ -28,29 +28,42 @@ fn acceptable(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Outermost middleware: request id, span, access log.
-pub async fn request_context(req: Request, next: Next) -> Response {
-    let id = req
+/// The request's id: the caller's `X-Request-Id` when it is sane, else a new UUID.
+pub fn request_id<B>(request: &http::Request<B>) -> String {
+    request
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|id| acceptable(id))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id);
-    kit::telemetry::continue_trace(&span, req.headers());
-    let started = Instant::now();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(req).instrument(span.clone())).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// The request's span, continuing the caller's W3C trace context.
+pub fn span_for<B>(request: &http::Request<B>, id: &str) -> tracing::Span {
+    let span = tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id);
+    kit::telemetry::continue_trace(&span, request.headers());
+    span
+}
+
+/// Runs `work` with the request id in scope (so any problem document built inside carries
+/// it) and inside the request's span.
+pub async fn scoped<F: Future>(id: String, span: tracing::Span, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work.instrument(span)).await
+}
+
+/// Echoes the id on the response and writes the access log line (a 5xx at WARN).
+pub fn finish(response: &mut Response, id: &str, span: &tracing::Span, started: Instant) {
+    if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let status = response.status();
     let _entered = span.enter();
+    let elapsed_ms = started.elapsed().as_millis() as u64;
     if status.is_server_error() {
-        tracing::warn!(status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request failed");
+        tracing::warn!(status = status.as_u16(), elapsed_ms, "request failed");
     } else {
-        tracing::debug!(status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request served");
+        tracing::debug!(status = status.as_u16(), elapsed_ms, "request served");
     }
-    response
 }
 
 /// Route-level metrics, labelled by the route template (bounded), not the raw path.

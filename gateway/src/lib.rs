@@ -5,8 +5,9 @@
 //! - [`config`], [`startup`]: settings from `GATEWAY_*` and the wiring (binds port 0 in tests).
 //! - [`serve`]: the HTTP/1.1 accept loop (cheap idle connections, keep-alive and header limits).
 //! - [`context`]: the per-request middleware: `X-Request-Id`, W3C trace context, metrics.
-//! - [`rate_limit`], [`admission`]: the layers a `/v1` request meets before its handler: a
-//!   token bucket per caller (`429`), then a bound on the requests worked on at once (`503`).
+//! - [`front`]: the one layer around the router: request context, then for `/v1` the guards,
+//!   [`rate_limit`] (a token bucket per caller, `429`) and [`admission`] (a bound on the
+//!   requests worked on at once, `503`), each policy in its own module.
 //! - [`problem`]: RFC 9457 problem documents, built from kit's error table.
 //! - [`extract`]: JSON, path, query and header extractors whose every rejection is a 400 problem.
 //! - [`upstream`]: the gRPC clients of the services.
@@ -17,6 +18,7 @@ pub mod admission;
 pub mod config;
 pub mod context;
 pub mod extract;
+pub mod front;
 pub mod openapi;
 pub mod problem;
 pub mod rate_limit;

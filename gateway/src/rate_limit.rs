@@ -15,9 +15,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
+use axum::http::{HeaderName, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -114,40 +112,55 @@ async fn sweep(limiter: Weak<Limiter>) {
 }
 
 /// The caller of a request: the user a previous layer verified, else the peer address.
-fn caller_of(request: &Request) -> Option<Caller> {
+fn caller_of<B>(request: &Request<B>) -> Option<Caller> {
     if let Some(caller) = request.extensions().get::<Caller>() {
         return Some(caller.clone());
     }
     crate::serve::peer_of(request).map(|peer| Caller::address(peer.ip()))
 }
 
-pub async fn limit(State(limit): State<RateLimit>, request: Request, next: Next) -> Response {
-    // A request with no peer (a unit test calling the router) has no one to limit.
-    let Some(caller) = caller_of(&request) else { return next.run(request).await };
-    match limit.check(&caller) {
-        Ok(remaining) => {
-            let mut response = next.run(request).await;
-            let state = format!("\"{POLICY_NAME}\";r={remaining};t={}", limit.window_secs);
-            let headers = response.headers_mut();
-            headers.insert(POLICY, limit.policy.clone());
-            if let Ok(value) = HeaderValue::from_str(&state) {
-                headers.insert(STATE, value);
-            }
-            response
+/// What a caller may still send, to be stamped on the response.
+pub struct Allowance {
+    policy: HeaderValue,
+    state: Option<HeaderValue>,
+}
+
+impl Allowance {
+    pub fn stamp(self, response: &mut Response) {
+        let headers = response.headers_mut();
+        headers.insert(POLICY, self.policy);
+        if let Some(state) = self.state {
+            headers.insert(STATE, state);
         }
-        Err(retry_after) => {
-            metrics::counter!("gateway_requests_rate_limited_total").increment(1);
-            let mut response = Problem::new(ErrorCode::RateLimited, "too many requests from this caller; slow down")
-                .retry_after(retry_after)
-                .into_response();
-            let state = format!("\"{POLICY_NAME}\";r=0;t={retry_after}");
-            let headers = response.headers_mut();
-            headers.insert(POLICY, limit.policy.clone());
-            if let Ok(value) = HeaderValue::from_str(&state) {
-                headers.insert(STATE, value);
-            }
-            response
-        }
+    }
+}
+
+/// A request over its caller's rate: how many whole seconds until it may ask again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverRate {
+    pub retry_after_secs: u64,
+}
+
+impl RateLimit {
+    /// Takes a token from the request's caller: `Ok` with the headers for its response. A
+    /// request with no peer (a router called directly in a unit test) has no one to limit.
+    pub fn admit<B>(&self, request: &Request<B>) -> Result<Option<Allowance>, OverRate> {
+        let Some(caller) = caller_of(request) else { return Ok(None) };
+        let remaining = self.check(&caller).map_err(|retry_after_secs| OverRate { retry_after_secs })?;
+        let state = HeaderValue::from_str(&format!("\"{POLICY_NAME}\";r={remaining};t={}", self.window_secs)).ok();
+        Ok(Some(Allowance { policy: self.policy.clone(), state }))
+    }
+
+    /// The `429` for a request over its rate, with `Retry-After` and the draft's fields.
+    pub fn refusal(&self, over: OverRate) -> Response {
+        metrics::counter!("gateway_requests_rate_limited_total").increment(1);
+        let retry_after = over.retry_after_secs;
+        let mut response = Problem::new(ErrorCode::RateLimited, "too many requests from this caller; slow down")
+            .retry_after(retry_after)
+            .into_response();
+        let state = HeaderValue::from_str(&format!("\"{POLICY_NAME}\";r=0;t={retry_after}")).ok();
+        Allowance { policy: self.policy.clone(), state }.stamp(&mut response);
+        response
     }
 }
 

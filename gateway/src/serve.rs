@@ -10,8 +10,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
+use std::convert::Infallible;
+
 use axum::extract::ConnectInfo;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -35,13 +37,16 @@ pub struct ConnectionLimits {
 
 /// Accepts until `shutdown`, then closes the listener, lets in-flight requests finish for up
 /// to `grace` and closes idle connections at once.
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    router: Router,
+    app: S,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
     grace: Duration,
-) {
+) where
+    S: tower::Service<axum::http::Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .keep_alive(true)
@@ -72,7 +77,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let app = router.clone();
+        let app = app.clone();
         let service = tower::service_fn(move |mut request: axum::http::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(request)

@@ -7,20 +7,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use kit::shutdown::CancellationToken;
 use kit::{ErrorCode, ServiceError};
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::util::MapResponse;
+use tower_http::catch_panic::{CatchPanic, CatchPanicLayer};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::admission::{self, Admission};
+use crate::admission::Admission;
 use crate::config::GatewayConfig;
+use crate::front::{Front, FrontLayer, Guards};
 use crate::openapi::ApiDoc;
 use crate::problem::Problem;
-use crate::rate_limit::{self, RateLimit};
+use crate::rate_limit::RateLimit;
 use crate::routes::{self, AppState, coupons, ops, orders, points, products};
 use crate::serve::{ConnectionLimits, serve};
 use crate::upstream::Upstreams;
@@ -28,7 +30,7 @@ use crate::upstream::Upstreams;
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
-    router: Router,
+    app: App,
     accepting: Arc<AtomicBool>,
     grace: std::time::Duration,
     limits: ConnectionLimits,
@@ -52,7 +54,7 @@ impl Application {
         Ok(Self {
             listener,
             addr,
-            router: router(state, config.max_body_bytes, guards),
+            app: app(router(state, config.max_body_bytes), guards),
             accepting,
             grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
             limits: config.connection_limits(),
@@ -73,25 +75,40 @@ impl Application {
             stop.cancelled().await;
             accepting.store(false, Ordering::Relaxed);
         });
-        serve(self.listener, self.router, self.limits, shutdown, self.grace).await;
+        serve(self.listener, self.app, self.limits, shutdown, self.grace).await;
         tracing::info!("gateway stopped");
         Ok(())
     }
 }
 
-/// The layers only `/v1` requests meet; the operational routes stay reachable when the
-/// gateway sheds load, so probes and scrapes never fail because of a surge.
-pub struct Guards {
-    /// `None` when rate limiting is turned off.
-    pub rate_limit: Option<RateLimit>,
-    pub admission: Admission,
+/// What serves every request: the router inside the layers around it (see [`app`]).
+pub type App = Front<MapResponse<CatchPanic<Router, PanicAnswer>, AsAxumBody>>;
+
+type PanicAnswer = fn(Box<dyn std::any::Any + Send>) -> Response;
+/// The panic guard boxes the body in its own type; the front speaks axum's.
+type AsAxumBody = fn(http::Response<CaughtBody>) -> Response;
+type CaughtBody = tower_http::body::UnsyncBoxBody<axum::body::Bytes, tower_http::BoxError>;
+
+/// The layers in the order a request meets them, each a tower layer around the whole router
+/// (not `Router::layer`, which boxes a future per layer per request): request id, span and
+/// access log, then for `/v1` the rate limit and admission control ([`Front`]); a panic
+/// guard; then inside the router, the body limit, route metrics and the handler.
+pub fn app(router: Router, guards: Guards) -> App {
+    let answer_panic: PanicAnswer = |_| {
+        tracing::error!("handler panicked");
+        Problem::from_error(ServiceError::new(ErrorCode::Internal, "internal error")).into_response()
+    };
+    let as_axum_body: AsAxumBody = |response| response.map(axum::body::Body::new);
+    tower::ServiceBuilder::new()
+        .layer(FrontLayer::new(guards))
+        .map_response(as_axum_body)
+        .layer(CatchPanicLayer::custom(answer_panic))
+        .service(router)
 }
 
-/// The routes and the layers in the order a request meets them: request id and span, panic
-/// guard, body limit; then for `/v1` the per-caller rate limit and admission control; then
-/// route metrics and the handler.
-pub fn router(state: AppState, max_body_bytes: usize, guards: Guards) -> Router {
-    let mut api = Router::new()
+/// The routes, each with its metrics; 404 and 405 are problem documents too.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let api = Router::new()
         .route("/v1/products", get(products::list_products).post(products::create_product))
         .route("/v1/products/{id}", get(products::get_product))
         .route("/v1/products/{id}/stock", put(products::set_stock))
@@ -107,14 +124,6 @@ pub fn router(state: AppState, max_body_bytes: usize, guards: Guards) -> Router 
         .route("/v1/orders/{order_id}", get(orders::get_order))
         .route("/v1/orders/{order_id}/status", put(orders::change_order_status))
         .route("/v1/users/{user_id}/orders", get(orders::user_orders))
-        .route_layer(axum::middleware::from_fn(crate::context::route_metrics))
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .with_state(state.clone())
-        .layer(axum::middleware::from_fn_with_state(guards.admission, admission::admit));
-    if let Some(limit) = guards.rate_limit {
-        api = api.layer(axum::middleware::from_fn_with_state(limit, rate_limit::limit));
-    }
-    let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -124,14 +133,8 @@ pub fn router(state: AppState, max_body_bytes: usize, guards: Guards) -> Router 
     Router::new()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .merge(api)
-        .merge(ops)
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            tracing::error!("handler panicked");
-            Problem::from_error(ServiceError::new(ErrorCode::Internal, "internal error")).into_response()
-        }))
-        .layer(axum::middleware::from_fn(crate::context::request_context))
 }
 
 /// The whole process: config (exit 64 if bad), telemetry, build, serve until SIGTERM.
