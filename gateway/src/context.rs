@@ -45,10 +45,11 @@ pub fn span_for<B>(request: &http::Request<B>, id: &str) -> tracing::Span {
     span
 }
 
-/// Runs `work` with the request id in scope (so any problem document built inside carries
-/// it) and inside the request's span.
-pub async fn scoped<F: Future>(id: String, span: tracing::Span, work: F) -> F::Output {
-    REQUEST_ID.scope(id, work.instrument(span)).await
+/// `work` with the request id in scope (so any problem document built inside carries it)
+/// and inside the request's span. A plain function returning the future, not an async fn,
+/// so the work is not stored twice.
+pub fn scope<F: Future>(id: String, span: tracing::Span, work: F) -> impl Future<Output = F::Output> {
+    REQUEST_ID.scope(id, work.instrument(span))
 }
 
 /// Echoes the id on the response and writes the access log line (a 5xx at WARN).

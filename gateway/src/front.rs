@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::response::Response;
+use futures::FutureExt;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::admission::Admission;
@@ -70,51 +71,48 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (inner, guards) = (self.inner.clone(), self.guards.clone());
-        Box::pin(async move {
-            let started = Instant::now();
-            let id = context::request_id(&request);
-            let span = context::span_for(&request, &id);
-            let guarded = request.uri().path().starts_with("/v1/");
-            let work = async move {
-                if guarded { through_guards(&guards, inner, request).await } else { serve(inner, request).await }
-            };
-            let mut response = context::scoped(id.clone(), span.clone(), work).await;
+        // The future is built from parts that each hold a value once: an async fn or block
+        // keeps its arguments and captures for its whole life beside the futures it awaits,
+        // so wrapping one async fn in another stored the request's whole state twice (a
+        // 4 KiB box per request; 41 MiB of a 10,000-connection surge in heaptrack).
+        let started = Instant::now();
+        let id = context::request_id(&request);
+        let span = context::span_for(&request, &id);
+        let guards = request.uri().path().starts_with("/v1/").then(|| self.guards.clone());
+        let work = context::scope(id.clone(), span.clone(), answer(guards, self.inner.clone(), request));
+        Box::pin(work.map(move |mut response| {
             context::finish(&mut response, &id, &span, started);
             Ok(response)
-        })
+        }))
     }
 }
 
-async fn through_guards<S, B>(guards: &Guards, inner: S, request: http::Request<B>) -> Response
+/// The response to one request: for `/v1` (`guards` given) the rate limit, then a slot
+/// from admission control, then the router; else straight to the router.
+async fn answer<S, B>(guards: Option<Guards>, inner: S, request: http::Request<B>) -> Response
 where
     S: Service<http::Request<B>, Response = Response, Error = Infallible>,
 {
-    let allowance = match &guards.rate_limit {
-        None => None,
-        Some(limit) => match limit.admit(&request) {
-            Ok(allowance) => allowance,
-            Err(over) => return limit.refusal(over),
-        },
+    let (mut allowance, mut permit) = (None, None);
+    if let Some(guards) = &guards {
+        if let Some(limit) = &guards.rate_limit {
+            match limit.admit(&request) {
+                Ok(given) => allowance = given,
+                Err(over) => return limit.refusal(over),
+            }
+        }
+        match guards.admission.enter().await {
+            Ok(slot) => permit = Some(slot),
+            Err(shed) => return shed,
+        }
+    }
+    let mut response = match inner.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
     };
-    let permit = match guards.admission.enter().await {
-        Ok(permit) => permit,
-        Err(shed) => return shed,
-    };
-    let mut response = serve(inner, request).await;
     drop(permit);
     if let Some(allowance) = allowance {
         allowance.stamp(&mut response);
     }
     response
-}
-
-async fn serve<S, B>(inner: S, request: http::Request<B>) -> Response
-where
-    S: Service<http::Request<B>, Response = Response, Error = Infallible>,
-{
-    match inner.oneshot(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    }
 }
