@@ -3,6 +3,7 @@
 //!
 //! Map:
 //! - [`config`], [`startup`]: settings from `GATEWAY_*` and the wiring (binds port 0 in tests).
+//! - [`auth`]: bearer JWT verification (keys, claims, the verified-token cache).
 //! - [`serve`]: the HTTP/1.1 accept loop (cheap idle connections, keep-alive and header limits).
 //! - [`context`]: the per-request middleware: `X-Request-Id`, W3C trace context, metrics.
 //! - [`front`]: the one layer around the router: request context, then for `/v1` the guards,
@@ -15,6 +16,7 @@
 //! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json` and `/docs`.
 
 pub mod admission;
+pub mod auth;
 pub mod config;
 pub mod context;
 pub mod extract;
