@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kit::config::{self, ConfigError};
@@ -9,6 +10,8 @@ use kit::grpc::BreakerSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::admission::AdmissionSettings;
+use crate::auth::verifier::MAX_LEEWAY_SECS;
+use crate::auth::{KeyRing, KeySource, Verifier, VerifierSettings};
 use crate::rate_limit::RateLimitSettings;
 use crate::serve::ConnectionLimits;
 
@@ -52,6 +55,26 @@ pub struct GatewayConfig {
     pub breaker_failures: u32,
     /// Circuit breaker: how long an open circuit fails calls fast before probing.
     pub breaker_open_ms: u64,
+    /// `on`: bearer JWTs verified, per-route authorization (API.md); `off`: anyone may do
+    /// anything (demos, load tests).
+    pub auth: AuthMode,
+    /// The verification key, PEM (Ed25519, P-256 or RSA public key).
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Or a JWKS file; tokens pick their key by `kid`. Re-read when it changes.
+    pub jwks_file: Option<PathBuf>,
+    /// `iss` every token must carry, when set.
+    pub jwt_issuer: Option<String>,
+    /// An `aud` every token must include, when set.
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp`/`nbf`/`iat`, 0..=5 seconds.
+    pub jwt_leeway_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    On,
+    Off,
 }
 
 impl Default for GatewayConfig {
@@ -77,6 +100,13 @@ impl Default for GatewayConfig {
             upstream_connections: 4,
             breaker_failures: 5,
             breaker_open_ms: 2_000,
+            // Off until the devstack, loadgen and the k6 scripts carry tokens (issue 11).
+            auth: AuthMode::Off,
+            jwt_public_key_file: None,
+            jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_secs: 5,
         }
     }
 }
@@ -108,6 +138,13 @@ impl GatewayConfig {
             self.rate_limit_per_sec == 0 || self.rate_limit_burst >= 1,
             "RATE_LIMIT_BURST: must be at least 1 when RATE_LIMIT_PER_SEC is set",
         );
+        need(self.jwt_leeway_secs <= MAX_LEEWAY_SECS, "JWT_LEEWAY_SECS: at most 5");
+        if self.auth == AuthMode::On {
+            need(
+                self.jwt_public_key_file.is_some() != self.jwks_file.is_some(),
+                "JWT_PUBLIC_KEY_FILE or JWKS_FILE: exactly one is required when GATEWAY_AUTH=on",
+            );
+        }
         if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
     }
 
@@ -133,6 +170,34 @@ impl GatewayConfig {
             per_second: NonZeroU32::new(self.rate_limit_per_sec)?,
             burst: NonZeroU32::new(self.rate_limit_burst)?,
         })
+    }
+
+    /// The token verifier (`None` when authentication is off), its keys loaded now: a key
+    /// that cannot be read or used is a configuration error naming its setting.
+    pub fn verifier(&self) -> Result<Option<Verifier>, ConfigError> {
+        if self.auth == AuthMode::Off {
+            return Ok(None);
+        }
+        let (source, setting) = match (&self.jwt_public_key_file, &self.jwks_file) {
+            (Some(pem), None) => (KeySource::Pem(pem.clone()), "JWT_PUBLIC_KEY_FILE"),
+            (None, Some(jwks)) => (KeySource::Jwks(jwks.clone()), "JWKS_FILE"),
+            _ => {
+                return Err(ConfigError {
+                    problems: vec![format!(
+                        "{ENV_PREFIX}JWT_PUBLIC_KEY_FILE or {ENV_PREFIX}JWKS_FILE: exactly one is required when GATEWAY_AUTH=on"
+                    )],
+                });
+            }
+        };
+        let keys = KeyRing::load(source)
+            .map_err(|err| ConfigError { problems: vec![format!("{ENV_PREFIX}{setting}: {err}")] })?;
+        let settings = VerifierSettings {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway_secs: self.jwt_leeway_secs,
+            ..VerifierSettings::default()
+        };
+        Ok(Some(Verifier::new(keys, settings)))
     }
 
     pub fn breaker(&self) -> BreakerSettings {

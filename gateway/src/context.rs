@@ -14,7 +14,17 @@ use tracing::Instrument;
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    /// The authenticated user (id, admin) the request acts as, forwarded to the services.
+    static USER: Option<(i64, bool)>;
 }
+
+/// Runs `work` with the authenticated user in scope, for [`grpc_request`].
+pub fn as_user<F: Future>(user: Option<(i64, bool)>, work: F) -> impl Future<Output = F::Output> {
+    USER.scope(user, work)
+}
+
+pub const USER_ID_METADATA: &str = "x-user-id";
+pub const USER_ADMIN_METADATA: &str = "x-user-admin";
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -89,6 +99,12 @@ pub fn grpc_request<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = current_request_id().parse() {
         request.metadata_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    if let Some((user_id, admin)) = USER.try_with(|user| *user).ok().flatten() {
+        request.metadata_mut().insert(USER_ID_METADATA, user_id.into());
+        if admin {
+            request.metadata_mut().insert(USER_ADMIN_METADATA, tonic::metadata::MetadataValue::from_static("true"));
+        }
     }
     request
 }

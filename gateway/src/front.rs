@@ -11,20 +11,25 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::admission::Admission;
+use crate::auth::{self, Actor, AuthError, Verifier};
 use crate::context;
+use crate::rate_limit::Caller;
 use crate::rate_limit::RateLimit;
 
 /// The layers only `/v1` requests meet.
 #[derive(Clone)]
 pub struct Guards {
+    /// `None` when authentication is turned off: every request acts as [`Actor::Anyone`].
+    pub auth: Option<Arc<Verifier>>,
     /// `None` when rate limiting is turned off.
     pub rate_limit: Option<RateLimit>,
     pub admission: Admission,
@@ -89,12 +94,25 @@ where
 
 /// The response to one request: for `/v1` (`guards` given) the rate limit, then a slot
 /// from admission control, then the router; else straight to the router.
-async fn answer<S, B>(guards: Option<Guards>, inner: S, request: http::Request<B>) -> Response
+async fn answer<S, B>(guards: Option<Guards>, inner: S, mut request: http::Request<B>) -> Response
 where
     S: Service<http::Request<B>, Response = Response, Error = Infallible>,
 {
-    let (mut allowance, mut permit) = (None, None);
+    let (mut allowance, mut permit, mut user) = (None, None, None);
     if let Some(guards) = &guards {
+        let actor = match authenticate(guards.auth.as_deref(), &request) {
+            Ok(Actor::Anonymous) if !auth::actor::public_read(request.method(), request.uri().path()) => {
+                return auth::actor::refused(&AuthError::Missing).into_response();
+            }
+            Ok(actor) => actor,
+            Err(refused) => return auth::actor::refused(&refused).into_response(),
+        };
+        user = actor.user();
+        if let Some((id, _)) = user {
+            // The rate limit counts per user once the user is known, not per address.
+            request.extensions_mut().insert(Caller::User(id.to_string()));
+        }
+        request.extensions_mut().insert(actor);
         if let Some(limit) = &guards.rate_limit {
             match limit.admit(&request) {
                 Ok(given) => allowance = given,
@@ -106,7 +124,7 @@ where
             Err(shed) => return shed,
         }
     }
-    let mut response = match inner.oneshot(request).await {
+    let mut response = match context::as_user(user, inner.oneshot(request)).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
@@ -115,4 +133,20 @@ where
         allowance.stamp(&mut response);
     }
     response
+}
+
+/// The actor of a request: anyone when authentication is off, anonymous without a token,
+/// else the user its bearer token names (or the reason it is refused).
+fn authenticate<B>(verifier: Option<&Verifier>, request: &http::Request<B>) -> Result<Actor, AuthError> {
+    let Some(verifier) = verifier else { return Ok(Actor::Anyone) };
+    let Some(value) = request.headers().get(http::header::AUTHORIZATION) else { return Ok(Actor::Anonymous) };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+        .ok_or(AuthError::Malformed)?;
+    verifier.verify(token).map(Actor::User)
 }

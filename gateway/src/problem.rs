@@ -36,6 +36,9 @@ pub struct ProblemDocument {
     pub order_id: Option<String>,
     #[serde(skip)]
     retry_after_secs: Option<u64>,
+    /// `WWW-Authenticate` of a 401.
+    #[serde(skip)]
+    challenge: Option<&'static str>,
     /// The stored answer of an earlier request with the same Idempotency-Key.
     #[serde(skip)]
     replayed: bool,
@@ -68,6 +71,7 @@ impl Problem {
             order_id: err.order_id,
             // Every 503 says when to come back (API.md): the cause is expected to pass.
             retry_after_secs: (status == 503).then_some(1),
+            challenge: None,
             replayed: false,
         }))
     }
@@ -81,6 +85,12 @@ impl Problem {
 
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.0.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// A 401's `WWW-Authenticate` value (RFC 6750).
+    pub fn challenge(mut self, challenge: &'static str) -> Self {
+        self.0.challenge = Some(challenge);
         self
     }
 
@@ -111,6 +121,7 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = self.0.retry_after_secs;
+        let challenge = self.0.challenge;
         let replayed = self.0.replayed;
         let mut response = (status, Json(*self.0)).into_response();
         let headers = response.headers_mut();
@@ -120,6 +131,9 @@ impl IntoResponse for Problem {
         }
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(challenge) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }

@@ -47,7 +47,13 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.http_addr))?;
         let addr = listener.local_addr()?;
+        let verifier = config.verifier().map_err(|err| anyhow::anyhow!(err))?.map(Arc::new);
+        if let Some(verifier) = &verifier {
+            // Keys rotate by replacing the file; it is looked at every few seconds.
+            verifier.keys().watch(std::time::Duration::from_secs(5));
+        }
         let guards = Guards {
+            auth: verifier,
             rate_limit: config.rate_limit().map(RateLimit::new),
             admission: Admission::new(config.admission()),
         };
@@ -140,6 +146,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 /// The whole process: config (exit 64 if bad), telemetry, build, serve until SIGTERM.
 pub async fn run_from_env() -> anyhow::Result<()> {
     let config = kit::config::or_exit(GatewayConfig::from_env());
+    // A key that cannot be read stops the gateway here (exit 64), never a gateway that
+    // accepts everyone.
+    let _ = kit::config::or_exit(config.verifier());
     let _telemetry = kit::telemetry::init("gateway", &config.log_format);
     let app = Application::build(&config).await?;
     app.run_until_stopped(kit::shutdown::on_signal()).await

@@ -8,11 +8,15 @@
 //!   tokens cached by their SHA-256 until they expire, so a client's repeated requests cost
 //!   one signature check.
 //!
+//! - [`actor`]: what the authenticated (or anonymous) caller may do, per route.
+//!
 //! The services trust the user id the gateway forwards; only the gateway verifies.
 
+pub mod actor;
 pub mod keys;
 pub mod verifier;
 
+pub use actor::Actor;
 pub use keys::{KeyRing, KeySource};
 pub use verifier::{Verifier, VerifierSettings};
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AppState, timestamp};
+use crate::auth::Actor;
 use crate::context::grpc_request;
 use crate::extract::{JsonBody, QueryPairs, positive_id};
 use crate::problem::{Problem, ProblemDocument};
@@ -204,8 +205,10 @@ fn parse_time(raw: Option<&str>, field: &str) -> Result<Option<mesh_proto::Times
     responses((status = 201, body = CouponBody), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn create_coupon(
     State(state): State<AppState>,
+    actor: Actor,
     JsonBody(body): JsonBody<CreateCoupon>,
 ) -> Result<Response, Problem> {
+    actor.require_admin()?;
     let discount_type = match body.discount_type.as_str() {
         "FIXED" => pb::DiscountType::Fixed,
         "PERCENT" => pb::DiscountType::Percent,
@@ -274,10 +277,12 @@ pub async fn get_coupon(
                description = "COUPON_SOLD_OUT, COUPON_ALREADY_ISSUED or COUPON_NOT_ISSUABLE")))]
 pub async fn issue_coupon(
     State(state): State<AppState>,
+    actor: Actor,
     Path(coupon_id): Path<String>,
     JsonBody(body): JsonBody<IssueCoupon>,
 ) -> Result<Response, Problem> {
     let coupon_id = positive_id(&coupon_id, "couponId")?;
+    actor.act_for(body.user_id)?;
     let req = pb::IssueCouponRequest { coupon_id, user_id: body.user_id };
     let u = state.upstreams.coupon()?.issue_coupon(grpc_request(req)).await?.into_inner();
     let issued = IssuedCoupon {
@@ -297,9 +302,11 @@ pub async fn issue_coupon(
     responses((status = 200, body = UserCoupons), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn user_coupons(
     State(state): State<AppState>,
+    actor: Actor,
     Path(user_id): Path<String>,
 ) -> Result<Json<UserCoupons>, Problem> {
     let user_id = positive_id(&user_id, "userId")?;
+    actor.act_for(user_id)?;
     let list =
         state.upstreams.coupon()?.list_user_coupons(grpc_request(pb::ListUserCouponsRequest { user_id })).await?;
     Ok(Json(UserCoupons { items: list.into_inner().items.into_iter().map(UserCouponBody::from).collect() }))

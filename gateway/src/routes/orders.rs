@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AppState, etag, timestamp};
+use crate::auth::Actor;
 use crate::context::{REPLAYED_HEADER, grpc_request, idempotent_grpc_request, is_replay};
 use crate::extract::{JsonBody, QueryPairs, idempotency_key, if_match_version, positive_id};
 use crate::problem::{Problem, ProblemDocument};
@@ -283,9 +284,11 @@ fn place_order_request(body: PlaceOrder) -> Result<pb::PlaceOrderRequest, Proble
                description = "TIMEOUT: with `orderId`, FAILED after calls kept missing their deadline past the forward budget, rolled back (final)")))]
 pub async fn place_order(
     State(state): State<AppState>,
+    actor: Actor,
     headers: HeaderMap,
     JsonBody(body): JsonBody<PlaceOrder>,
 ) -> Result<Response, Problem> {
+    actor.act_for(body.user_id)?;
     let key = idempotency_key(&headers, true)?;
     let req = place_order_request(body)?;
     let response = state.upstreams.payment()?.place_order(idempotent_grpc_request(req, key.as_deref())).await?;
@@ -321,11 +324,24 @@ pub async fn place_order(
     responses((status = 200, body = OrderBody, description = "With `steps`; `ETag` set"),
               (status = 400, body = ProblemDocument, content_type = "application/problem+json"),
               (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
-pub async fn get_order(State(state): State<AppState>, Path(raw_id): Path<String>) -> Result<Response, Problem> {
-    let order_id = order_id(&raw_id)?;
+pub async fn get_order(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(raw_id): Path<String>,
+) -> Result<Response, Problem> {
+    let order = visible_order(&state, &actor, order_id(&raw_id)?).await?;
+    Ok(order_response(StatusCode::OK, order, true, false, false))
+}
+
+/// The order, if this request may see it: another user's order is a 404, exactly as one
+/// that does not exist, so its existence does not leak.
+async fn visible_order(state: &AppState, actor: &Actor, order_id: String) -> Result<pb::Order, Problem> {
     let order =
         state.upstreams.payment()?.get_order(grpc_request(pb::GetOrderRequest { order_id })).await?.into_inner();
-    Ok(order_response(StatusCode::OK, order, true, false, false))
+    if !actor.sees(order.user_id) {
+        return Err(Problem::from_error(ServiceError::new(ErrorCode::NotFound, "order not found")));
+    }
+    Ok(order)
 }
 
 #[utoipa::path(get, path = "/v1/users/{userId}/orders", tag = "orders",
@@ -335,10 +351,12 @@ pub async fn get_order(State(state): State<AppState>, Path(raw_id): Path<String>
               (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn user_orders(
     State(state): State<AppState>,
+    actor: Actor,
     Path(user_id): Path<String>,
     query: QueryPairs,
 ) -> Result<Json<UserOrders>, Problem> {
     let user_id = positive_id(&user_id, "userId")?;
+    actor.act_for(user_id)?;
     let limit = query.int("limit", 20, 1..=100)? as i32;
     let list =
         state.upstreams.payment()?.list_user_orders(grpc_request(pb::ListUserOrdersRequest { user_id, limit })).await?;
@@ -361,6 +379,7 @@ pub async fn user_orders(
               (status = 422, body = ProblemDocument, content_type = "application/problem+json", description = "IDEMPOTENCY_KEY_REUSED")))]
 pub async fn change_order_status(
     State(state): State<AppState>,
+    actor: Actor,
     Path(raw_id): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ChangeOrderStatus>,
@@ -381,6 +400,10 @@ pub async fn change_order_status(
             ));
         }
     };
+    // Whose order it is, before anything changes (a refused request changes nothing).
+    if actor != Actor::Anyone {
+        visible_order(&state, &actor, order_id.clone()).await?;
+    }
     let req = pb::ChangeOrderStatusRequest { order_id, status: status as i32, expected_version };
     let response = state.upstreams.payment()?.change_order_status(idempotent_grpc_request(req, key.as_deref())).await?;
     let replayed = is_replay(response.metadata());

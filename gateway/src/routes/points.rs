@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AppState, timestamp};
+use crate::auth::Actor;
 use crate::context::{REPLAYED_HEADER, grpc_request, idempotent_grpc_request, is_replay};
 use crate::extract::{JsonBody, QueryPairs, idempotency_key, positive_id};
 use crate::problem::{Problem, ProblemDocument};
@@ -103,9 +104,11 @@ fn balance_response(response: tonic::Response<pb::Balance>) -> Response {
     responses((status = 200, body = BalanceBody), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn get_balance(
     State(state): State<AppState>,
+    actor: Actor,
     Path(user_id): Path<String>,
 ) -> Result<Json<BalanceBody>, Problem> {
     let user_id = positive_id(&user_id, "userId")?;
+    actor.act_for(user_id)?;
     let balance = state.upstreams.point()?.get_balance(grpc_request(pb::GetBalanceRequest { user_id })).await?;
     Ok(Json(BalanceBody::from(balance.into_inner())))
 }
@@ -119,9 +122,11 @@ pub async fn get_balance(
               (status = 422, body = ProblemDocument, content_type = "application/problem+json", description = "IDEMPOTENCY_KEY_REUSED")))]
 pub async fn charge(
     State(state): State<AppState>,
+    actor: Actor,
     headers: HeaderMap,
     JsonBody(body): JsonBody<PointsCharge>,
 ) -> Result<Response, Problem> {
+    actor.act_for(body.user_id)?;
     let key = idempotency_key(&headers, false)?;
     let req = pb::ChargeRequest { user_id: body.user_id, amount: body.amount };
     let response = state.upstreams.point()?.charge(idempotent_grpc_request(req, key.as_deref())).await?;
@@ -137,9 +142,11 @@ pub async fn charge(
               (status = 422, body = ProblemDocument, content_type = "application/problem+json", description = "IDEMPOTENCY_KEY_REUSED")))]
 pub async fn use_points(
     State(state): State<AppState>,
+    actor: Actor,
     headers: HeaderMap,
     JsonBody(body): JsonBody<PointsChange>,
 ) -> Result<Response, Problem> {
+    actor.act_for(body.user_id)?;
     let key = idempotency_key(&headers, false)?;
     let req = pb::UseRequest { user_id: body.user_id, amount: body.amount };
     let response = state.upstreams.point()?.r#use(idempotent_grpc_request(req, key.as_deref())).await?;
@@ -151,10 +158,12 @@ pub async fn use_points(
     responses((status = 200, body = History, description = "Newest first"), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn history(
     State(state): State<AppState>,
+    actor: Actor,
     Path(user_id): Path<String>,
     query: QueryPairs,
 ) -> Result<Json<History>, Problem> {
     let user_id = positive_id(&user_id, "userId")?;
+    actor.act_for(user_id)?;
     let limit = query.int("limit", 50, 1..=200)? as i32;
     let entries =
         state.upstreams.point()?.list_history(grpc_request(pb::ListHistoryRequest { user_id, limit })).await?;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AppState, etag, timestamp};
+use crate::auth::Actor;
 use crate::context::grpc_request;
 use crate::extract::{JsonBody, QueryPairs, if_match_version, positive_id};
 use crate::problem::{Problem, ProblemDocument};
@@ -91,8 +92,10 @@ fn with_etag(status: StatusCode, product: pb::Product, location: bool) -> Respon
               (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn create_product(
     State(state): State<AppState>,
+    actor: Actor,
     JsonBody(body): JsonBody<CreateProduct>,
 ) -> Result<Response, Problem> {
+    actor.require_admin()?;
     let req = pb::CreateProductRequest { name: body.name, price: body.price, stock: body.stock };
     let product = state.upstreams.inventory()?.create_product(grpc_request(req)).await?.into_inner();
     Ok(with_etag(StatusCode::CREATED, product, true))
@@ -151,10 +154,12 @@ pub async fn get_product(State(state): State<AppState>, Path(id): Path<String>) 
               (status = 412, body = ProblemDocument, content_type = "application/problem+json", description = "VERSION_MISMATCH")))]
 pub async fn set_stock(
     State(state): State<AppState>,
+    actor: Actor,
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<SetStock>,
 ) -> Result<Response, Problem> {
+    actor.require_admin()?;
     let product_id = positive_id(&id, "id")?;
     let expected_version = if_match_version(&headers)?;
     let req = pb::SetStockRequest { product_id, stock: body.stock, expected_version };

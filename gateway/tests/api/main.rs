@@ -1,5 +1,6 @@
 //! The gateway over real HTTP, in front of the real services (gRPC) on MariaDB and Redis.
 
+mod auth;
 mod breaker;
 mod checkout;
 mod coupons;

@@ -187,6 +187,8 @@ fn request_span(req: &http::Request<()>) -> tracing::Span {
         "grpc",
         method = %req.uri().path(),
         request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        // The user the gateway authenticated (absent for internal calls and with auth off).
+        user_id = req.headers().get("x-user-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
     );
     telemetry::continue_trace(&span, req.headers());
     span
