@@ -202,3 +202,24 @@ fn a_gateway_with_auth_on_and_no_usable_key_stops_at_start_naming_the_setting() 
     let (code, stderr) = run(&[("GATEWAY_AUTH", "maybe")]);
     assert_eq!(code, Some(64), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_states_who_needs_a_token() {
+    let shutdown = kit::shutdown::CancellationToken::new();
+    let base = crate::helpers::spawn_gateway(None, shutdown.clone()).await;
+    let doc: Value = reqwest::get(format!("{base}/openapi.json")).await.unwrap().json().await.unwrap();
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!((scheme["type"].as_str(), scheme["scheme"].as_str()), (Some("http"), Some("bearer")));
+    for (path, method) in [("/v1/points/charge", "post"), ("/v1/products", "post"), ("/v1/orders/{orderId}", "get")] {
+        let operation = &doc["paths"][path][method];
+        assert_eq!(operation["security"], json!([{"bearer": []}]), "{method} {path}");
+        assert!(
+            operation["responses"]["401"].is_object() && operation["responses"]["403"].is_object(),
+            "{method} {path}"
+        );
+    }
+    for (path, method) in [("/v1/products", "get"), ("/v1/products/{id}", "get"), ("/v1/coupons/{couponId}", "get")] {
+        assert!(doc["paths"][path][method]["security"].is_null(), "{method} {path} is public");
+    }
+    shutdown.cancel();
+}
