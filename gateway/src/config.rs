@@ -68,6 +68,8 @@ pub struct GatewayConfig {
     pub jwt_audience: Option<String>,
     /// Clock skew tolerated on `exp`/`nbf`/`iat`, 0..=5 seconds.
     pub jwt_leeway_secs: u64,
+    /// Verified tokens remembered (by SHA-256, until `exp`); 0 verifies every request.
+    pub jwt_cache_capacity: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +109,7 @@ impl Default for GatewayConfig {
             jwt_issuer: None,
             jwt_audience: None,
             jwt_leeway_secs: 5,
+            jwt_cache_capacity: 100_000,
         }
     }
 }
@@ -195,7 +198,7 @@ impl GatewayConfig {
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
             leeway_secs: self.jwt_leeway_secs,
-            ..VerifierSettings::default()
+            cache_capacity: self.jwt_cache_capacity,
         };
         Ok(Some(Verifier::new(keys, settings)))
     }
