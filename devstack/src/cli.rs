@@ -1,4 +1,12 @@
-use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Where the dev signing key lives unless `--state-dir` says otherwise (relative to the
+/// current directory, like `target/`).
+pub const DEFAULT_STATE_DIR: &str = ".devstack";
+/// A year: longer-lived dev tokens are a mistake, not a convenience.
+pub const MAX_TOKEN_TTL_SECS: u64 = 31_536_000;
 
 /// Runs the whole commerce mesh locally; prints `READY http://127.0.0.1:<port>` when ready.
 #[derive(Debug, Parser)]
@@ -15,6 +23,40 @@ pub enum Command {
     /// Runs one service in this process (how devstack starts its children).
     #[command(hide = true)]
     Service { name: String },
+    /// Prints one JWT signed with the devstack's dev key (made by the first start with auth on).
+    Token(TokenArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct TokenArgs {
+    /// The token's subject (`sub`), a user id >= 1. Without it, `--admin` is user 1.
+    #[arg(long, required_unless_present = "admin", value_parser = clap::value_parser!(i64).range(1..))]
+    pub user: Option<i64>,
+    /// Adds `roles: ["admin"]`: may act for any user and use the admin-only routes.
+    #[arg(long)]
+    pub admin: bool,
+    /// Lifetime in seconds, 1..=31536000.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_TOKEN_TTL_SECS))]
+    pub ttl_secs: u64,
+    /// The state dir of the devstack whose key signs.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthSwitch {
+    On,
+    Off,
+}
+
+impl AuthSwitch {
+    /// The value of `GATEWAY_AUTH`.
+    pub fn as_env(self) -> &'static str {
+        match self {
+            Self::On => "on",
+            Self::Off => "off",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Args)]
@@ -46,6 +88,12 @@ pub struct StackArgs {
     /// Load demo products, coupons and points.
     #[arg(long)]
     pub seed_demo: bool,
+    /// `off` runs the gateway without authentication (demos, load tests).
+    #[arg(long, value_enum, default_value_t = AuthSwitch::On)]
+    pub auth: AuthSwitch,
+    /// Where devstack keeps its dev signing key (created once, then reused).
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
 
 impl StackArgs {
@@ -80,5 +128,28 @@ mod tests {
         assert!(parse_replicas("gateway=2").is_err());
         assert!(parse_replicas("point=0").is_err());
         assert!(parse_replicas("point").is_err());
+    }
+
+    #[test]
+    fn auth_is_on_by_default_and_token_flags_are_validated() {
+        let cli = Cli::try_parse_from(["devstack"]).unwrap();
+        assert_eq!(cli.stack.auth, AuthSwitch::On);
+        assert_eq!(cli.stack.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(Cli::try_parse_from(["devstack", "--auth", "off"]).unwrap().stack.auth, AuthSwitch::Off);
+        let token = |args: &[&str]| {
+            Cli::try_parse_from(["devstack", "token"].iter().chain(args)).map(|cli| match cli.command {
+                Some(Command::Token(t)) => t,
+                other => panic!("{other:?}"),
+            })
+        };
+        let admin = token(&["--admin"]).unwrap();
+        assert_eq!((admin.user, admin.admin, admin.ttl_secs), (None, true, 3600));
+        let user = token(&["--user", "7", "--ttl-secs", "60", "--state-dir", "/tmp/x"]).unwrap();
+        assert_eq!((user.user, user.ttl_secs, user.state_dir), (Some(7), 60, PathBuf::from("/tmp/x")));
+        for bad in
+            [&[][..], &["--user", "0"], &["--user", "7", "--ttl-secs", "0"], &["--admin", "--ttl-secs", "31536001"]]
+        {
+            assert!(token(bad).is_err(), "{bad:?}");
+        }
     }
 }

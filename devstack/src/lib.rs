@@ -6,6 +6,7 @@
 //!
 //! Map:
 //! - [`cli`]: the flags of API.md ("The dev stack").
+//! - [`dev_key`]: the dev Ed25519 signing key under `--state-dir`, and the tokens it signs.
 //! - [`preflight`]: MySQL and Redis reachable (one clear line if not), `--fresh`.
 //! - [`plan`]: which processes to run, on which ports, with which environment.
 //! - [`supervisor`]: runs, restarts and stops the children.
@@ -14,6 +15,7 @@
 
 pub mod cli;
 pub use data_platform;
+pub mod dev_key;
 pub mod plan;
 pub mod preflight;
 pub mod seed;

@@ -4,19 +4,24 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use devstack::cli::{Cli, Command};
+use devstack::cli::{AuthSwitch, Cli, Command, DEFAULT_STATE_DIR, StackArgs, TokenArgs};
+use devstack::dev_key::{DEFAULT_ADMIN_USER, DevKey};
 use devstack::{data_platform, plan, preflight, seed, supervisor};
 
 /// `EX_UNAVAILABLE`: a backend the stack needs is not there.
 const EXIT_UNAVAILABLE: i32 = 69;
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The `--seed-demo` admin token only has to outlive the seeding.
+const SEED_TOKEN_TTL_SECS: u64 = 300;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     kit::startup::install_crypto_provider();
-    if let Some(Command::Service { name }) = cli.command {
-        return run_service(&name).await;
+    match cli.command {
+        Some(Command::Service { name }) => return run_service(&name).await,
+        Some(Command::Token(args)) => print_token(&args),
+        None => {}
     }
     let args = cli.stack;
     if let Err(line) = preflight::check_backends(&args).await {
@@ -36,7 +41,8 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("devstack: mock data platform on {url}");
         Some(url)
     };
-    let plan = plan::build(&args, data_platform_url)?;
+    let key = dev_key(&args);
+    let plan = plan::build(&args, data_platform_url, key.as_ref().map(DevKey::public_pem))?;
     let shutdown = kit::shutdown::on_signal();
     let mut children = supervisor::start(plan.processes, shutdown.clone());
 
@@ -53,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.seed_demo
         && !shutdown.is_cancelled()
-        && let Err(err) = seed::load(&plan.gateway_url).await
+        && let Err(err) = seed_demo(&plan.gateway_url, key.as_ref()).await
     {
         eprintln!("devstack: seeding failed: {err:#}");
     }
@@ -65,6 +71,49 @@ async fn main() -> anyhow::Result<()> {
     while children.join_next().await.is_some() {}
     eprintln!("devstack: stopped");
     Ok(())
+}
+
+/// `devstack token`: one JWT on stdout, or one line on stderr and exit 1.
+fn print_token(args: &TokenArgs) -> ! {
+    let user = args.user.unwrap_or(DEFAULT_ADMIN_USER);
+    match DevKey::load(&args.state_dir).and_then(|key| key.mint(user, args.admin, args.ttl_secs)) {
+        Ok(token) => {
+            println!("{token}");
+            std::process::exit(0);
+        }
+        Err(err) => {
+            eprintln!("devstack: {err}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// With auth on, the dev key (made on the first start) and one line on how to get a token.
+fn dev_key(args: &StackArgs) -> Option<DevKey> {
+    if args.auth == AuthSwitch::Off {
+        eprintln!("devstack: auth off; the gateway serves every request without a token");
+        return None;
+    }
+    match DevKey::load_or_create(&args.state_dir) {
+        Ok(key) => {
+            let dir = if args.state_dir.as_os_str() == DEFAULT_STATE_DIR {
+                String::new()
+            } else {
+                format!(" --state-dir {}", args.state_dir.display())
+            };
+            eprintln!("devstack: auth on; a token: devstack token --user 7 [--admin]{dir}");
+            Some(key)
+        }
+        Err(err) => {
+            eprintln!("devstack: {err}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn seed_demo(gateway: &str, key: Option<&DevKey>) -> anyhow::Result<()> {
+    let token = key.map(|key| key.mint(DEFAULT_ADMIN_USER, true, SEED_TOKEN_TTL_SECS)).transpose()?;
+    seed::load(gateway, token.as_deref()).await
 }
 
 async fn run_service(name: &str) -> anyhow::Result<()> {

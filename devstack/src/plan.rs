@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::net::TcpListener;
+use std::path::Path;
 
 use crate::cli::StackArgs;
 
@@ -49,10 +50,20 @@ fn next_free_port(from: u16, given: &mut HashSet<u16>) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("no free port above {from}")))
 }
 
-pub fn build(args: &StackArgs, data_platform_url: Option<String>) -> std::io::Result<Plan> {
+/// `public_key`: the PEM the gateway verifies tokens with; `None` runs it with auth off.
+pub fn build(args: &StackArgs, data_platform_url: Option<String>, public_key: Option<&Path>) -> std::io::Result<Plan> {
     let redis = args.redis_urls();
     let mut processes = Vec::new();
     let mut gateway_env = vec![("GATEWAY_HTTP_ADDR".to_owned(), format!("127.0.0.1:{}", args.gateway_port))];
+    // Set explicitly either way: a `GATEWAY_AUTH` inherited from the shell must not
+    // contradict `--auth` (the plan's variables override the inherited ones).
+    match public_key {
+        Some(pem) => {
+            gateway_env.push(("GATEWAY_AUTH".to_owned(), "on".to_owned()));
+            gateway_env.push(("GATEWAY_JWT_PUBLIC_KEY_FILE".to_owned(), pem.display().to_string()));
+        }
+        None => gateway_env.push(("GATEWAY_AUTH".to_owned(), "off".to_owned())),
+    }
     // Every replica of each service, for the clients of later services (payment calls the others).
     let mut service_urls: Vec<(&str, String)> = Vec::new();
     let base = args.grpc_base_port;

@@ -1,10 +1,17 @@
 //! `--seed-demo`: demo data loaded through the public REST API, like a user would, so
-//! the data is valid by construction.
+//! the data is valid by construction. With auth on, as an admin (a short-lived token
+//! minted in-process with the devstack's key), since creating products and coupons and
+//! charging other users' points are admin-only.
 
 use serde_json::{Value, json};
 
-pub async fn load(gateway: &str) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+/// `admin_token`: a bearer token with the admin role, or `None` when auth is off.
+pub async fn load(gateway: &str, admin_token: Option<&str>) -> anyhow::Result<()> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = admin_token {
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    }
+    let http = reqwest::Client::builder().default_headers(headers).build()?;
     let existing: Value = http.get(format!("{gateway}/v1/products?size=1")).send().await?.json().await?;
     if existing["totalItems"].as_i64().unwrap_or(0) > 0 {
         eprintln!("devstack: demo data already present; not seeding again");

@@ -1,5 +1,6 @@
 //! devstack as a user runs it: the real binary, real children, real MariaDB and Redis.
 
+mod auth;
 mod checkout;
 mod data_platform;
 mod k6;
