@@ -211,3 +211,18 @@ fn es256_tokens_verify_against_a_p256_pem_key() {
 fn hex_prefix(hex: &str) -> Vec<u8> {
     (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
 }
+
+/// A throwaway RSA key made for this test with `openssl genrsa 2048` (ring cannot generate
+/// RSA keys); it protects nothing.
+const RSA_PRIVATE: &str = include_str!("testdata/rsa-test-private.pem");
+const RSA_PUBLIC: &str = include_str!("testdata/rsa-test-public.pem");
+
+#[test]
+fn rs256_tokens_verify_against_an_rsa_pem_key() {
+    let v = verifier(KeySource::Pem(temp_file("rsa.pem", RSA_PUBLIC)), VerifierSettings::default());
+    let signing = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims("5"), &signing).unwrap();
+    assert_eq!(v.verify(&token), Ok(Principal { user_id: 5, admin: false }));
+    let other_alg = jsonwebtoken::encode(&Header::new(Algorithm::RS512), &claims("5"), &signing).unwrap();
+    assert_eq!(v.verify(&other_alg), Err(AuthError::AlgorithmRefused), "only RS256 of the RSA family");
+}
