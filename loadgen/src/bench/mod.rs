@@ -12,12 +12,13 @@ pub mod points;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::report::Report;
-use crate::scenarios::{Ledger, Target};
+use crate::scenarios::{Credentials, Ledger, Target};
 use crate::spawn::{Backing, Memory, MockPlatform, Service, Spawned};
 
 /// Where the services of a bench are: already running at `target`, or started for the run.
@@ -36,6 +37,9 @@ pub struct Deployment {
     pub request_timeout: Duration,
     /// REST only: the loopback source addresses the connections come from, at most.
     pub source_addresses: usize,
+    /// REST only: the tokens sent; a spawned gateway gets `GATEWAY_AUTH=on` with their
+    /// public key, or `off` when this is `None`.
+    pub credentials: Option<Arc<Credentials>>,
 }
 
 impl Deployment {
@@ -47,7 +51,9 @@ impl Deployment {
 
 /// Starts `d.spawn` in order, stopping what already runs if one fails to come up.
 async fn start_all(d: &Deployment, data_platform_url: Option<&str>) -> anyhow::Result<Vec<Spawned>> {
-    let backing = Backing { mysql_url: &d.mysql_url, redis_url: d.redis_url.as_deref(), data_platform_url };
+    let jwt_public_key = d.credentials.as_deref().and_then(Credentials::public_pem);
+    let backing =
+        Backing { mysql_url: &d.mysql_url, redis_url: d.redis_url.as_deref(), data_platform_url, jwt_public_key };
     let mut started: Vec<Spawned> = Vec::new();
     for (service, bin) in &d.spawn {
         match Spawned::start(service, bin, backing, &started).await {
@@ -93,6 +99,7 @@ where
         ledger,
         data_platform: platform.as_ref().map(|p| p.url.clone()),
         source_addresses: d.source_addresses,
+        credentials: d.credentials.clone(),
     };
     let reports = scenarios(target).await;
     let memory = spawned.iter().map(|s| (s.binary(), s.memory())).collect();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{DEFAULT_MYSQL, DEFAULT_REDIS, HttpArgs, PaceArgs, RawArgs, RunArgs, finish};
+use super::{Auth, DEFAULT_MYSQL, DEFAULT_REDIS, HttpArgs, PaceArgs, RawArgs, RunArgs, finish};
 use crate::bench::Deployment;
 use crate::bench::checkout::CheckoutBench;
 use crate::driver::Limits;
@@ -100,6 +100,11 @@ pub struct BenchCheckoutArgs {
     /// prefixes; stop them all after and remove what they stored.
     #[arg(long)]
     pub(super) spawn: bool,
+    /// With --spawn: `on` starts the gateway with GATEWAY_AUTH=on and a key made for the run,
+    /// and sends tokens signed with it; `off` starts it with GATEWAY_AUTH=off and sends none.
+    /// Without --spawn: `off` sends no tokens, `on` those --jwt-signing-key signs.
+    #[arg(long, value_enum, default_value_t = Auth::On)]
+    pub(super) auth: Auth,
     /// The directory --spawn takes the five binaries from [default: next to this executable].
     #[arg(long, requires = "spawn")]
     bin_dir: Option<PathBuf>,
@@ -125,7 +130,7 @@ fn finish_all(reports: &[Report]) -> bool {
 
 pub async fn checkout(a: CheckoutArgs) -> anyhow::Result<bool> {
     a.phases.validate()?;
-    let target = a.http.target(None);
+    let target = a.http.target(None)?;
     let counters = MysqlCounters::connect_or_warn(&a.mysql_url).await;
     let limits = a.run.limits()?;
     let mut reports = vec![checkout::distinct(&target, &a.phases.distinct(), limits, counters.as_ref()).await?];
@@ -158,7 +163,7 @@ pub async fn bench(a: BenchCheckoutArgs) -> anyhow::Result<bool> {
         deployment: Deployment {
             spawn,
             redis_url: Some(a.redis_url.clone()),
-            ..a.http.deployment(a.mysql_url.clone())
+            ..a.http.deployment(a.mysql_url.clone(), a.spawn, a.auth)?
         },
         limits: a.run.limits()?,
         hot_limits: a.phases.hot_limits(&a.run)?,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{ClientArgs, DEFAULT_MYSQL, DEFAULT_REDIS, HttpArgs, PaceArgs, RunArgs};
+use super::{Auth, ClientArgs, DEFAULT_MYSQL, DEFAULT_REDIS, HttpArgs, PaceArgs, RunArgs};
 use crate::bench::Deployment;
 use crate::bench::coupon::CouponBench;
 use crate::raw::{GateRace, OneHop};
@@ -85,6 +85,11 @@ pub struct BenchCouponArgs {
     /// prefix), then stop both and remove what they stored.
     #[arg(long)]
     pub(super) spawn: bool,
+    /// With --spawn: `on` starts the gateway with GATEWAY_AUTH=on and a key made for the run,
+    /// and sends tokens signed with it; `off` starts it with GATEWAY_AUTH=off and sends none.
+    /// Without --spawn: `off` sends no tokens, `on` those --jwt-signing-key signs.
+    #[arg(long, value_enum, default_value_t = Auth::On)]
+    pub(super) auth: Auth,
     /// The coupon-svc --spawn starts [default: coupon-svc next to this executable].
     #[arg(long, requires = "spawn")]
     bin: Option<PathBuf>,
@@ -115,7 +120,7 @@ fn finish_all(reports: &[Report]) -> bool {
 
 pub async fn coupon(a: CouponArgs) -> anyhow::Result<bool> {
     let ledger = a.verify_schema.map(|schema| Ledger { mysql_url: a.mysql_url.clone(), schema });
-    Ok(finish_all(&coupon::race("coupon", &a.http.target(ledger), &a.race.race(), a.run.limits()?).await?))
+    Ok(finish_all(&coupon::race("coupon", &a.http.target(ledger)?, &a.race.race(), a.run.limits()?).await?))
 }
 
 pub async fn raw_gate(a: RawGateArgs) -> anyhow::Result<bool> {
@@ -133,13 +138,14 @@ pub async fn onehop(a: OneHopArgs) -> anyhow::Result<bool> {
 }
 
 pub async fn bench(a: BenchCouponArgs) -> anyhow::Result<bool> {
+    let deployment = a.http.deployment(a.mysql_url, a.spawn, a.auth)?;
     let spawn = if a.spawn {
         vec![(&COUPON, COUPON.binary_or_sibling(a.bin)?), (&GATEWAY, GATEWAY.binary_or_sibling(a.gateway_bin)?)]
     } else {
         Vec::new()
     };
     let cfg = CouponBench {
-        deployment: Deployment { spawn, redis_url: Some(a.redis_url), ..a.http.deployment(a.mysql_url) },
+        deployment: Deployment { spawn, redis_url: Some(a.redis_url), ..deployment },
         limits: a.run.limits()?,
         race: a.race.race(),
         raw_clients: a.raw_clients,

@@ -102,7 +102,7 @@ pub async fn read(a: ReadArgs) -> anyhow::Result<bool> {
 
 pub async fn product_read(a: ProductReadArgs) -> anyhow::Result<bool> {
     let cfg = ProductRead { clients: a.clients, products: a.products, pace: a.pace.pace(None) };
-    Ok(finish(&products::product_read(&a.http.target(None), &cfg, a.run.limits()?).await?))
+    Ok(finish(&products::product_read(&a.http.target(None)?, &cfg, a.run.limits()?).await?))
 }
 
 pub async fn bench(a: BenchInventoryArgs) -> anyhow::Result<bool> {

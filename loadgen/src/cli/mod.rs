@@ -6,16 +6,18 @@ mod coupon;
 mod inventory;
 mod points;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::bench::Deployment;
 use crate::driver::{Limits, OpenLoop, Pace};
 use crate::raw::{HotRow, POINT_BALANCE, PRODUCT_STOCK};
 use crate::report::Report;
-use crate::scenarios::{Ledger, Target};
+use crate::scenarios::{Credentials, Ledger, Target};
 
 const DEFAULT_MYSQL: &str = "mysql://root@127.0.0.1:3306";
 const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
@@ -147,6 +149,7 @@ impl GrpcArgs {
             channels: self.channels,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             source_addresses: 1,
+            credentials: None,
         }
     }
 }
@@ -182,10 +185,27 @@ struct HttpArgs {
     target: String,
     #[command(flatten)]
     client: ClientArgs,
+    /// Ed25519 key (PKCS#8 DER) to sign the bearer tokens with, for a gateway with
+    /// authentication on [default: .devstack/jwt-signing.pk8 if it exists, else no tokens].
+    /// A bench with --spawn makes a key of its own instead.
+    #[arg(long, value_name = "PATH")]
+    jwt_signing_key: Option<PathBuf>,
+}
+
+/// Whether a spawned gateway requires tokens (and loadgen sends them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Auth {
+    On,
+    Off,
 }
 
 impl HttpArgs {
-    fn target(&self, ledger: Option<Ledger>) -> Target {
+    /// The gateway, with the tokens `--jwt-signing-key` (or the devstack's key) signs.
+    fn target(&self, ledger: Option<Ledger>) -> anyhow::Result<Target> {
+        Ok(Target { credentials: Credentials::discover(self.jwt_signing_key.as_deref())?, ..self.plain_target(ledger) })
+    }
+
+    fn plain_target(&self, ledger: Option<Ledger>) -> Target {
         Target {
             url: self.target.clone(),
             channels: 1,
@@ -193,13 +213,21 @@ impl HttpArgs {
             ledger,
             data_platform: None,
             source_addresses: self.client.source_addresses(),
+            credentials: None,
         }
     }
 
-    /// A bench against the gateway at `target` (the caller sets `spawn` and Redis).
-    fn deployment(&self, mysql_url: String) -> Deployment {
-        let t = self.target(None);
-        Deployment {
+    /// A bench against the gateway at `target` (the caller sets `spawn` and Redis): a spawned
+    /// gateway verifies a key made for the run (`--auth on`); a running one, whatever key
+    /// [`Self::target`] finds.
+    fn deployment(&self, mysql_url: String, spawn: bool, auth: Auth) -> anyhow::Result<Deployment> {
+        let credentials = match (auth, spawn) {
+            (Auth::Off, _) => None,
+            (Auth::On, true) => Some(Arc::new(Credentials::generate()?)),
+            (Auth::On, false) => Credentials::discover(self.jwt_signing_key.as_deref())?,
+        };
+        let t = self.plain_target(None);
+        Ok(Deployment {
             target: t.url,
             spawn: Vec::new(),
             mysql_url,
@@ -207,7 +235,8 @@ impl HttpArgs {
             channels: t.channels,
             request_timeout: t.request_timeout,
             source_addresses: t.source_addresses,
-        }
+            credentials,
+        })
     }
 }
 
@@ -230,6 +259,7 @@ fn target(grpc: &GrpcArgs, ledger: Option<Ledger>) -> Target {
         ledger,
         data_platform: None,
         source_addresses: 1,
+        credentials: None,
     }
 }
 
@@ -334,9 +364,18 @@ mod tests {
         let parse = |args: &[&str]| Cli::try_parse_from([&["loadgen"], args].concat());
         let cli = parse(&["product-read", "--clients", "32", "--products", "10", "--rate", "100"]).unwrap();
         let Command::ProductRead(a) = cli.command else { panic!() };
-        assert_eq!(a.http_for_test().target(None).source_addresses, 1_024, "the default");
+        assert_eq!(a.http_for_test().plain_target(None).source_addresses, 1_024, "the default");
         assert!(parse(&["raw-onehop-gate", "--clients", "64", "--users", "500", "--source-addresses", "1"]).is_ok());
         assert!(parse(&["bench", "coupon", "--rate", "3000", "--max-inflight", "500"]).is_ok());
+        let cli = parse(&["bench", "checkout", "--spawn", "--auth", "off"]).unwrap();
+        assert!(matches!(cli.command, Command::Bench(BenchCommand::Checkout(ref a)) if a.auth == Auth::Off));
+        let cli = parse(&["bench", "coupon", "--spawn"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Bench(BenchCommand::Coupon(ref a)) if a.auth == Auth::On),
+            "on by default"
+        );
+        assert!(parse(&["bench", "coupon", "--auth", "maybe"]).is_err());
+        assert!(parse(&["coupon", "--jwt-signing-key", ".devstack/jwt-signing.pk8"]).is_ok());
         assert!(parse(&["coupon", "--source-addresses", "0"]).is_err());
         assert!(parse(&["coupon", "--source-addresses", "65025"]).is_err(), "past 127.1.255.254");
         let cli = parse(&["coupon", "--clients", "10000", "--source-addresses", "65024", "--rate", "2000"]).unwrap();

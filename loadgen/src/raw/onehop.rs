@@ -161,6 +161,8 @@ pub async fn onehop_gate(redis_url: &str, cfg: &OneHop, limits: Limits) -> anyho
         ledger: None,
         data_platform: None,
         source_addresses: cfg.source_addresses,
+        // A monolith's gate, without the gateway's token checks.
+        credentials: None,
     };
     let raced = coupon::race(SCENARIO, &target, &cfg.race, limits).await;
     drop(server);

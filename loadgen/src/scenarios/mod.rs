@@ -7,7 +7,9 @@ pub mod inventory;
 pub mod points;
 pub mod products;
 mod rest;
+pub mod tokens;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +18,7 @@ use kit::{ErrorCode, ServiceError};
 use sea_orm::{Database, DatabaseConnection};
 
 pub use self::rest::{Caller, Reply, RestPool, problem_code, status_of, transport_error, transport_kind};
+pub use self::tokens::Credentials;
 use crate::driver::Outcome;
 
 /// Where the service is, and how to reach it.
@@ -33,6 +36,8 @@ pub struct Target {
     /// REST only: how many loopback source addresses the connections come from, at most
     /// ([`crate::net::source_addresses`]).
     pub source_addresses: usize,
+    /// REST only: the tokens to send, `None` for a gateway with authentication off.
+    pub credentials: Option<Arc<Credentials>>,
 }
 
 #[derive(Clone, Debug)]

@@ -89,6 +89,7 @@ pub async fn product_read(target: &Target, cfg: &ProductRead, limits: Limits) ->
     let mut report = Report::new("product-read", run);
     report.param("target", target.url.as_str()).param("http1_connections", rest.len() as u64);
     report.param("source_addresses", rest.sources()).param("products", cfg.products as u64);
+    report.param("auth", rest.auth());
     let (lo, hi) = (ids.iter().min().copied().unwrap_or(0), ids.iter().max().copied().unwrap_or(0));
     report.extra("product_ids", format!("{lo}..={hi}"));
     let t = &report.run.tally;

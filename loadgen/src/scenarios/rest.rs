@@ -11,8 +11,10 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::StreamExt;
 use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 
 use super::Target;
+use super::tokens::Credentials;
 use crate::driver::{HttpStatus, Outcome, Pace, Sample};
 
 /// Connections opened at once while warming up: thousands of simultaneous handshakes would
@@ -32,6 +34,8 @@ pub struct RestPool {
     /// Where the next call that belongs to no client task (setup, checks) goes, so that
     /// traffic too is spread over the addresses.
     next: Arc<AtomicUsize>,
+    /// The tokens to send, `None` for a gateway with authentication off.
+    credentials: Option<Arc<Credentials>>,
 }
 
 /// An HTTP answer with the header that says when to ask again.
@@ -48,7 +52,8 @@ impl RestPool {
     /// keeping open as many as `pace` may have in flight.
     pub fn new(target: &Target, clients: usize, pace: Pace) -> anyhow::Result<Self> {
         let sources = crate::net::source_addresses(&target.url, target.source_addresses, clients);
-        Self::build(&target.url, clients, pace.idle_connections(clients), target.request_timeout, sources)
+        let pool = Self::build(&target.url, clients, pace.idle_connections(clients), target.request_timeout, sources)?;
+        Ok(Self { credentials: target.credentials.clone(), ..pool })
     }
 
     /// One connection from 127.0.0.1, for a helper that is not under test (the mock data platform).
@@ -98,17 +103,31 @@ impl RestPool {
             base: target.trim_end_matches('/').into(),
             size,
             next: Arc::default(),
+            credentials: None,
         })
     }
 
-    /// The connections of client task `client`.
+    /// The connections of client task `client`, anonymous until [`Caller::acting_for`].
     pub fn caller(&self, client: usize) -> Caller<'_> {
-        Caller { http: &self.callers[client % self.callers.len()], base: &self.base }
+        let http = &self.callers[client % self.callers.len()];
+        Caller { http, base: &self.base, credentials: self.credentials.as_deref(), bearer: None }
     }
 
-    /// For a call that belongs to no client task: the next caller, round-robin.
+    /// For a call that belongs to no client task (setup, checks): the next caller,
+    /// round-robin, as an admin, who may create products and coupons and read anyone's data.
     pub fn any(&self) -> Caller<'_> {
-        self.caller(self.next.fetch_add(1, Ordering::Relaxed))
+        let caller = self.caller(self.next.fetch_add(1, Ordering::Relaxed));
+        Caller { bearer: self.credentials.as_deref().map(Credentials::admin), ..caller }
+    }
+
+    /// The tokens sent, if any (to mint the users' ahead of a run).
+    pub fn credentials(&self) -> Option<&Arc<Credentials>> {
+        self.credentials.as_ref()
+    }
+
+    /// Whether the requests carry tokens, for a report: `on` or `off`.
+    pub fn auth(&self) -> &'static str {
+        if self.credentials.is_some() { "on" } else { "off" }
     }
 
     /// Opens every connection before the clock starts (`GET /healthz` on each), so no measured
@@ -163,14 +182,33 @@ fn plain_http_tls() -> anyhow::Result<rustls::ClientConfig> {
         .with_no_client_auth())
 }
 
-/// One client task's connections (or, from [`RestPool::any`], whichever caller's turn it is).
-#[derive(Clone, Copy)]
+/// One client task's connections (or, from [`RestPool::any`], whichever caller's turn it is),
+/// and who it asks as.
+#[derive(Clone)]
 pub struct Caller<'a> {
     http: &'a reqwest::Client,
     base: &'a str,
+    credentials: Option<&'a Credentials>,
+    /// The `Authorization` value sent, `None` for none.
+    bearer: Option<HeaderValue>,
 }
 
 impl Caller<'_> {
+    /// Asks as `user` (with its token, when the gateway wants tokens), since a user may act
+    /// only for itself and the gateway limits each user's rate.
+    #[must_use]
+    pub fn acting_for(self, user: i64) -> Self {
+        let bearer = self.credentials.map(|c| c.user(user));
+        Self { bearer, ..self }
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.bearer {
+            Some(bearer) => request.header(AUTHORIZATION, bearer.clone()),
+            None => request,
+        }
+    }
+
     /// `POST <target><path>` with a JSON body; the status and the whole body.
     pub async fn post(&self, path: &str, json: String) -> Result<(StatusCode, Vec<u8>), reqwest::Error> {
         self.post_keyed(path, None, json).await
@@ -195,8 +233,7 @@ impl Caller<'_> {
         json: String,
     ) -> Result<Reply, reqwest::Error> {
         let mut request = self
-            .http
-            .post(format!("{}{path}", self.base))
+            .authorized(self.http.post(format!("{}{path}", self.base)))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(json);
         if let Some(key) = idempotency_key {
@@ -214,7 +251,7 @@ impl Caller<'_> {
 
     /// `GET <target><path>`; the status and the whole body.
     pub async fn get(&self, path: &str) -> Result<(StatusCode, Vec<u8>), reqwest::Error> {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await?;
+        let resp = self.authorized(self.http.get(format!("{}{path}", self.base))).send().await?;
         let status = resp.status();
         Ok((status, resp.bytes().await?.into()))
     }
@@ -261,6 +298,7 @@ mod tests {
             ledger: None,
             data_platform: None,
             source_addresses,
+            credentials: None,
         }
     }
 

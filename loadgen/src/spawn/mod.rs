@@ -68,6 +68,8 @@ pub struct Backing<'a> {
     pub redis_url: Option<&'a str>,
     /// The mock data platform, needed only by a service that sends to it.
     pub data_platform_url: Option<&'a str>,
+    /// The public key a spawned gateway verifies tokens with; `None`: authentication off.
+    pub jwt_public_key: Option<&'a Path>,
 }
 
 impl Service {
@@ -161,6 +163,12 @@ impl Spawned {
             Kind::Gateway => {
                 let http_port = crate::net::free_port()?;
                 command.env(env("HTTP_ADDR"), format!("127.0.0.1:{http_port}"));
+                // Set either way, so nothing inherited from the shell decides it.
+                command.env_remove(env("JWKS_FILE"));
+                match backing.jwt_public_key {
+                    Some(pem) => command.env(env("AUTH"), "on").env(env("JWT_PUBLIC_KEY_FILE"), pem),
+                    None => command.env(env("AUTH"), "off").env_remove(env("JWT_PUBLIC_KEY_FILE")),
+                };
                 for route in GATEWAY_ROUTES {
                     let upstream = upstreams.iter().find(|u| u.route() == Some(*route));
                     command.env(env(&format!("{route}_URL")), upstream.map_or("", |u| u.url.as_str()));

@@ -81,7 +81,7 @@ fn ordering(
 /// What every checkout report states about its setup.
 fn describe(report: &mut Report, target: &Target, shop: &Shop, rest: &RestPool) {
     report.param("target", target.url.as_str()).param("http1_connections", rest.len() as u64);
-    report.param("source_addresses", rest.sources());
+    report.param("source_addresses", rest.sources()).param("auth", rest.auth());
     report.param("products", shop.products.len() as u64).param("users", shop.users.len() as u64);
     report.param("price", setup::PRICE).param("points_per_user", shop.charged);
 }

@@ -99,9 +99,9 @@ pub struct Placed {
     pub retry_after: Option<Duration>,
 }
 
-/// Places `line` with `key`.
+/// Places `line` with `key`, as its buyer.
 pub async fn place(rest: Caller<'_>, key: &str, line: Line) -> Placed {
-    match rest.send_keyed("/v1/orders", Some(key), line.body()).await {
+    match rest.acting_for(line.user).send_keyed("/v1/orders", Some(key), line.body()).await {
         Ok(reply) => {
             let (outcome, answer) = judge(reply.status, &reply.body, line);
             Placed { outcome, http: status_of(reply.status), answer, retry_after: reply.retry_after }

@@ -43,10 +43,11 @@ where
 }
 
 /// The status of one order, `None` if the API does not know it.
-async fn order_status(rest: &RestPool, id: &str) -> anyhow::Result<Option<String>> {
+async fn order_status(rest: &RestPool, user: i64, id: &str) -> anyhow::Result<Option<String>> {
     let path = format!("/v1/orders/{id}");
     retried(&format!("GET {path}"), || async {
-        let (status, body) = rest.any().get(&path).await?;
+        // As its buyer: the gateway limits each user's rate, the one admin's too.
+        let (status, body) = rest.any().acting_for(user).get(&path).await?;
         match status {
             StatusCode::NOT_FOUND => Ok(None),
             StatusCode::OK => {
@@ -70,7 +71,7 @@ struct Orders {
 
 async fn read_orders(rest: &RestPool, shop: &Shop, attempts: &[Attempt]) -> anyhow::Result<Orders> {
     let pages = read_all(&shop.users, |&user| async move {
-        Ok((user, fetch(rest, &format!("/v1/users/{user}/orders?limit={LIST_LIMIT}")).await?))
+        Ok((user, fetch(rest, Some(user), &format!("/v1/users/{user}/orders?limit={LIST_LIMIT}")).await?))
     })
     .await?;
     let mut orders = Orders::default();
@@ -92,24 +93,26 @@ async fn read_orders(rest: &RestPool, shop: &Shop, attempts: &[Attempt]) -> anyh
         .filter_map(|a| Some((a.line.user, a.answer.order_id()?)))
         .filter(|(_, id)| !orders.seen.contains_key(*id))
         .collect();
-    let read = read_all(unlisted, |(user, id)| async move { Ok((user, id, order_status(rest, id).await?)) }).await?;
+    let read =
+        read_all(unlisted, |(user, id)| async move { Ok((user, id, order_status(rest, user, id).await?)) }).await?;
     for (user, id, status) in read {
         orders.seen.insert(id.to_owned(), (user, status));
     }
     // A saga still running (or being recovered) is given time to end.
     let started = Instant::now();
     loop {
-        let pending: Vec<String> = orders
+        let pending: Vec<(i64, String)> = orders
             .seen
             .iter()
             .filter(|(_, (_, s))| s.as_deref().is_some_and(|s| !is_final(s)))
-            .map(|(id, _)| id.clone())
+            .map(|(id, (user, _))| (*user, id.clone()))
             .collect();
         if pending.is_empty() || started.elapsed() > PENDING_WAIT {
             return Ok(orders);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let read = read_all(pending, |id| async move { Ok((order_status(rest, &id).await?, id)) }).await?;
+        let read =
+            read_all(pending, |(user, id)| async move { Ok((order_status(rest, user, &id).await?, id)) }).await?;
         for (status, id) in read {
             if let Some(entry) = orders.seen.get_mut(&id) {
                 entry.1 = status;
@@ -203,7 +206,7 @@ pub struct Stock {
 
 async fn check_stock(report: &mut Report, rest: &RestPool, shop: &Shop, book: &Book) -> anyhow::Result<Stock> {
     let stocks = read_all(&shop.products, |p| async move {
-        let product = fetch(rest, &format!("/v1/products/{}", p.id)).await?;
+        let product = fetch(rest, None, &format!("/v1/products/{}", p.id)).await?;
         Ok((p, product["stock"].as_i64().context("a product without stock")?))
     })
     .await?;
@@ -224,7 +227,7 @@ async fn check_stock(report: &mut Report, rest: &RestPool, shop: &Shop, book: &B
 
 async fn check_points(report: &mut Report, rest: &RestPool, shop: &Shop, book: &Book) -> anyhow::Result<()> {
     let balances = read_all(&shop.users, |&user| async move {
-        let balance = fetch(rest, &format!("/v1/points/{user}")).await?;
+        let balance = fetch(rest, Some(user), &format!("/v1/points/{user}")).await?;
         Ok((user, balance["balance"].as_i64().context("a balance without balance")?))
     })
     .await?;
@@ -249,7 +252,7 @@ async fn check_points(report: &mut Report, rest: &RestPool, shop: &Shop, book: &
 /// What loadgen's mock data platform received, against the phase's orders.
 async fn check_platform(report: &mut Report, url: &str, attempts: &[Attempt]) -> anyhow::Result<()> {
     let platform = RestPool::single(url, Duration::from_secs(30))?;
-    let received = fetch(&platform, "/received").await?;
+    let received = fetch(&platform, None, "/received").await?;
     let items = received["items"].as_array().context("GET /received without items")?;
     let ids: Vec<&str> =
         items.iter().filter_map(|o| o.get("orderId").or_else(|| o.get("order_id"))?.as_str()).collect();
