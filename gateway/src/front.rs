@@ -110,7 +110,7 @@ where
         user = actor.user();
         if let Some((id, _)) = user {
             // The rate limit counts per user once the user is known, not per address.
-            request.extensions_mut().insert(Caller::User(id.to_string()));
+            request.extensions_mut().insert(Caller::User(id));
         }
         request.extensions_mut().insert(actor);
         if let Some(limit) = &guards.rate_limit {

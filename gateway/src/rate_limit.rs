@@ -35,7 +35,7 @@ const POLICY_NAME: &str = "caller";
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Caller {
     /// The `sub` of a verified token.
-    User(String),
+    User(i64),
     Address(IpAddr),
 }
 

@@ -59,3 +59,40 @@ pub fn service_settings(schema: &str, redis_prefix: &str) -> crate::config::Serv
     settings.shutdown_drain_ms = 0;
     settings
 }
+
+/// A `redis-server` of the test's own on a free port (a Redlock node that dies, a gate whose
+/// Redis goes away), killed by [`RedisNode::stop`] or on drop.
+pub struct RedisNode {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl RedisNode {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { child, url: format!("redis://127.0.0.1:{port}") }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisNode {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

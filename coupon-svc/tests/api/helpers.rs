@@ -1,4 +1,3 @@
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use coupon_svc::config::CouponConfig;
@@ -30,7 +29,7 @@ pub async fn spawn_replicas(replicas: usize) -> TestApp {
     spawn_on_redis(replicas, &kit::testing::redis_url()).await
 }
 
-/// Replicas whose gate lives in the Redis at `redis_url` (a [`RedisNode`] of the test's own
+/// Replicas whose gate lives in the Redis at `redis_url` (a `kit::testing::RedisNode` of the test's own
 /// when the test takes Redis away).
 pub async fn spawn_on_redis(replicas: usize, redis_url: &str) -> TestApp {
     kit::testing::install_crypto_provider();
@@ -122,47 +121,25 @@ impl TestApp {
     pub fn gate_key(&self, coupon_id: i64) -> String {
         format!("{}coupon:gate:{coupon_id}", self.redis_prefix)
     }
+
+    /// An admission made a minute ago (by Redis's clock) that never reached MySQL, as a
+    /// replica that died between the gate and its write leaves behind.
+    pub async fn plant_stale_admission(&self, coupon_id: i64, user_id: i64) {
+        let mut redis = kit::cache::connect(&kit::testing::redis_url()).await.unwrap();
+        let (secs, _): (i64, i64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
+        let _: () = redis::cmd("ZADD")
+            .arg(self.gate_key(coupon_id))
+            .arg((secs - 60) * 1000)
+            .arg(user_id)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
         kit::testing::cleanup_blocking(vec![self.schema.clone()], Some(self.redis_prefix.clone()));
-    }
-}
-
-/// A `redis-server` of the test's own on a free port, killed by [`RedisNode::stop`] or on drop.
-pub struct RedisNode {
-    child: Child,
-    pub url: String,
-}
-
-impl RedisNode {
-    pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, url: format!("redis://127.0.0.1:{port}") }
-    }
-
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisNode {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

@@ -94,15 +94,7 @@ async fn an_admission_lost_by_a_crash_is_reconciled() {
     let coupon = app.create(fixed("Crash", 100, 2)).await;
     app.issue(coupon.id, 1).await.unwrap();
     // A replica admitted user 2 a minute ago and died before writing MySQL.
-    let mut redis = kit::cache::connect(&kit::testing::redis_url()).await.unwrap();
-    let (secs, _): (i64, i64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
-    let _: () = redis::cmd("ZADD")
-        .arg(app.gate_key(coupon.id))
-        .arg((secs - 60) * 1000)
-        .arg(2)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    app.plant_stale_admission(coupon.id, 2).await;
     assert_eq!(
         code(&app.issue(coupon.id, 3).await.unwrap_err()),
         ErrorCode::CouponSoldOut,

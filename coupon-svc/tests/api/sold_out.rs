@@ -8,7 +8,9 @@ use coupon_svc::service::Coupons;
 use coupon_svc::sold_out::{CHECK_EVERY, SoldOutView};
 use kit::ErrorCode;
 
-use crate::helpers::{RedisNode, TestApp, code, fixed, spawn_app, spawn_on_redis};
+use kit::testing::RedisNode;
+
+use crate::helpers::{TestApp, code, fixed, spawn_app, spawn_on_redis};
 
 /// Winners' (user, sequence) and the error counts of one issue per user, all at once, via
 /// one replica.
@@ -119,15 +121,7 @@ async fn a_gate_sold_out_that_mysql_does_not_hold_is_not_final() {
     let coupon = app.create(fixed("Phantom", 100, 2)).await;
     app.issue(coupon.id, 1).await.unwrap();
     // An admission whose write never happened (its replica died) holds the last copy.
-    let mut redis = kit::cache::connect(&kit::testing::redis_url()).await.unwrap();
-    let (secs, _): (i64, i64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
-    let _: () = redis::cmd("ZADD")
-        .arg(app.gate_key(coupon.id))
-        .arg((secs - 60) * 1000)
-        .arg(2)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    app.plant_stale_admission(coupon.id, 2).await;
 
     // Sold-out answers for a while: long enough for MySQL to be asked more than once.
     let started = Instant::now();

@@ -1,4 +1,4 @@
-use std::process::{Child, Command, Stdio};
+use kit::testing::RedisNode;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -111,42 +111,6 @@ async fn a_saga_whose_replica_died_mid_way_is_recovered() {
     assert_eq!(mesh.balance(42).await, 2_000);
     let payments = mesh.ledger(42).await.into_iter().filter(|e| e.order_id.is_some()).count();
     assert_eq!(payments, 1, "paid once");
-}
-
-/// A `redis-server` of the test's own on a free port, killed on drop.
-struct RedisNode {
-    child: Child,
-    url: String,
-}
-
-impl RedisNode {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, url: format!("redis://127.0.0.1:{port}") }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisNode {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[tokio::test]
