@@ -5,6 +5,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Where the dev signing key lives unless `--state-dir` says otherwise (relative to the
 /// current directory, like `target/`).
 pub const DEFAULT_STATE_DIR: &str = ".devstack";
+/// Users one `devstack token --count` mints for (a load test's crowd, not a user table).
+pub const MAX_TOKEN_COUNT: i64 = 1_000_000;
 /// A year: longer-lived dev tokens are a mistake, not a convenience.
 pub const MAX_TOKEN_TTL_SECS: u64 = 31_536_000;
 
@@ -23,7 +25,8 @@ pub enum Command {
     /// Runs one service in this process (how devstack starts its children).
     #[command(hide = true)]
     Service { name: String },
-    /// Prints one JWT signed with the devstack's dev key (made by the first start with auth on).
+    /// Prints a JWT signed with the devstack's dev key (made by the first start with auth on);
+    /// with `--count N`, one a line for users `--user` .. `--user`+N-1 (load tests).
     Token(TokenArgs),
 }
 
@@ -35,6 +38,9 @@ pub struct TokenArgs {
     /// Adds `roles: ["admin"]`: may act for any user and use the admin-only routes.
     #[arg(long)]
     pub admin: bool,
+    /// Tokens for this many consecutive users from `--user`, one a line (k6 `TOKENS`).
+    #[arg(long, default_value_t = 1, requires = "user", value_parser = clap::value_parser!(u32).range(1..=MAX_TOKEN_COUNT))]
+    pub count: u32,
     /// Lifetime in seconds, 1..=31536000.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_TOKEN_TTL_SECS))]
     pub ttl_secs: u64,

@@ -7,11 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use ring::signature::{Ed25519KeyPair, KeyPair};
-use serde_json::json;
+use dev_token::{Signer, SignerError};
 
 /// PKCS#8 DER of the private key, mode 0600.
 pub const SIGNING_FILE: &str = "jwt-signing.pk8";
@@ -19,10 +15,6 @@ pub const SIGNING_FILE: &str = "jwt-signing.pk8";
 pub const PUBLIC_FILE: &str = "jwt-public.pem";
 /// The user id of `devstack token --admin` without `--user`.
 pub const DEFAULT_ADMIN_USER: i64 = 1;
-
-/// The SPKI DER prefix of an Ed25519 public key (RFC 8410): SEQUENCE { SEQUENCE { OID
-/// 1.3.101.112 }, BIT STRING (32 bytes) }; the raw key follows.
-const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevKeyError {
@@ -34,15 +26,13 @@ pub enum DevKeyError {
     Io { path: String, source: std::io::Error },
     #[error("{path} is not an Ed25519 PKCS#8 key; delete it and start devstack to make a new one")]
     Invalid { path: String },
-    #[error("the system random source failed; no key was made")]
-    Random,
-    #[error("cannot sign the token: {0}")]
-    Sign(#[from] jsonwebtoken::errors::Error),
+    #[error("{0}")]
+    Signer(#[from] SignerError),
 }
 
 /// The key pair in force and where its public half lives.
 pub struct DevKey {
-    signing: EncodingKey,
+    signer: Signer,
     public_pem: PathBuf,
 }
 
@@ -70,15 +60,15 @@ impl DevKey {
     fn open(dir: &Path) -> Result<Self, DevKeyError> {
         let signing = dir.join(SIGNING_FILE);
         let pkcs8 = std::fs::read(&signing).map_err(io(&signing))?;
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
-            .map_err(|_| DevKeyError::Invalid { path: signing.display().to_string() })?;
-        let pem = public_pem(pair.public_key().as_ref());
+        let signer =
+            Signer::from_pkcs8(&pkcs8).map_err(|_| DevKeyError::Invalid { path: signing.display().to_string() })?;
+        let pem = signer.public_pem();
         let public_pem = std::path::absolute(dir.join(PUBLIC_FILE)).map_err(io(dir))?;
         // Rewritten only when it differs: a new mtime makes the gateway reload its keys.
-        if std::fs::read_to_string(&public_pem).ok().as_deref() != Some(pem.as_str()) {
+        if std::fs::read_to_string(&public_pem).ok().as_deref() != Some(pem) {
             write_atomically(&public_pem, pem.as_bytes(), 0o644)?;
         }
-        Ok(Self { signing: EncodingKey::from_ed_der(&pkcs8), public_pem })
+        Ok(Self { signer, public_pem })
     }
 
     /// Absolute path of the public key PEM, for the gateway.
@@ -88,11 +78,7 @@ impl DevKey {
 
     /// An EdDSA JWT for `user`: `iat` now, `exp` now + `ttl_secs`, `roles: ["admin"]` if admin.
     pub fn mint(&self, user: i64, admin: bool, ttl_secs: u64) -> Result<String, DevKeyError> {
-        let now = chrono::Utc::now().timestamp();
-        let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX);
-        let roles: &[&str] = if admin { &["admin"] } else { &[] };
-        let claims = json!({"sub": user.to_string(), "iat": now, "exp": now.saturating_add(ttl), "roles": roles});
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.signing)?)
+        Ok(self.signer.mint(user, admin, ttl_secs)?)
     }
 }
 
@@ -100,18 +86,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DevKeyError + '_ {
     move |source| DevKeyError::Io { path: path.display().to_string(), source }
 }
 
-fn public_pem(raw: &[u8]) -> String {
-    let mut der = ED25519_SPKI_PREFIX.to_vec();
-    der.extend_from_slice(raw);
-    format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", STANDARD.encode(der))
-}
-
 /// A new key at `path`, never a half-written one, and never replacing one that another
 /// devstack started in the same state dir made a moment earlier (hard link, not rename).
 fn create(path: &Path) -> Result<(), DevKeyError> {
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|_| DevKeyError::Random)?;
+    let signer = Signer::generate()?;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    write_file(&tmp, pkcs8.as_ref(), 0o600)?;
+    write_file(&tmp, signer.pkcs8(), 0o600)?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
     match linked {

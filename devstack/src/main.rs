@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use devstack::cli::{AuthSwitch, Cli, Command, DEFAULT_STATE_DIR, StackArgs, TokenArgs};
-use devstack::dev_key::{DEFAULT_ADMIN_USER, DevKey};
+use devstack::dev_key::{DEFAULT_ADMIN_USER, DevKey, DevKeyError};
 use devstack::{data_platform, plan, preflight, seed, supervisor};
 
 /// `EX_UNAVAILABLE`: a backend the stack needs is not there.
@@ -73,14 +73,19 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `devstack token`: one JWT on stdout, or one line on stderr and exit 1.
+/// `devstack token`: a JWT a line on stdout, or one line on stderr and exit 1.
 fn print_token(args: &TokenArgs) -> ! {
-    let user = args.user.unwrap_or(DEFAULT_ADMIN_USER);
-    match DevKey::load(&args.state_dir).and_then(|key| key.mint(user, args.admin, args.ttl_secs)) {
-        Ok(token) => {
-            println!("{token}");
-            std::process::exit(0);
+    let first = args.user.unwrap_or(DEFAULT_ADMIN_USER);
+    let printed = DevKey::load(&args.state_dir).and_then(|key| {
+        let stdout_failed = |source| DevKeyError::Io { path: "stdout".into(), source };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for user in (first..).take(args.count as usize) {
+            writeln!(out, "{}", key.mint(user, args.admin, args.ttl_secs)?).map_err(stdout_failed)?;
         }
+        out.flush().map_err(stdout_failed)
+    });
+    match printed {
+        Ok(()) => std::process::exit(0),
         Err(err) => {
             eprintln!("devstack: {err}");
             std::process::exit(1);

@@ -102,8 +102,9 @@ impl Default for GatewayConfig {
             upstream_connections: 4,
             breaker_failures: 5,
             breaker_open_ms: 2_000,
-            // Off until the devstack, loadgen and the k6 scripts carry tokens (issue 11).
-            auth: AuthMode::Off,
+            // Secure by default: a gateway without a key refuses to start rather than
+            // accept everyone (exit 64); `off` is an explicit choice.
+            auth: AuthMode::On,
             jwt_public_key_file: None,
             jwks_file: None,
             jwt_issuer: None,

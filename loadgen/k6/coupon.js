@@ -46,12 +46,12 @@ export const options = {
 export function setup() {
   const [created] = batchUntil([post('/v1/coupons',
     { name: `k6 first-come ${COPIES}`, discountType: 'FIXED', discountValue: 1000, totalQuantity: COPIES }, 'setup')], [201]);
-  return { coupon: created.json('id'), userBase: freshUsers() };
+  return { coupon: created.json('id'), userBase: freshUsers(USERS) };
 }
 
 export default function (data) {
   const user = data.userBase + (exec.scenario.iterationInTest % USERS);
-  const res = http.post(`${BASE_URL}/v1/coupons/${data.coupon}/issue`, JSON.stringify({ userId: user }), params('issue'));
+  const res = http.post(`${BASE_URL}/v1/coupons/${data.coupon}/issue`, JSON.stringify({ userId: user }), params('issue', {}, user));
   if (res.status === 201) {
     const sequence = field(res, 'sequence');
     issued.add(1);

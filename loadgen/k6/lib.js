@@ -3,6 +3,8 @@
 
 import http from 'k6/http';
 import { check, fail, sleep } from 'k6';
+import { SharedArray } from 'k6/data';
+import encoding from 'k6/encoding';
 
 export const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
 
@@ -64,19 +66,55 @@ export function openLoop(name, { rate, p95Ms }) {
   };
 }
 
-/** JSON headers, the bearer token when TOKEN is set (an admin token acts for every user). */
-export function headers(extra) {
+/**
+ * TOKENS: a file of one JWT a line for consecutive users (`devstack token --user B --count N`),
+ * loaded once and shared by every VU. The measured requests then carry their own user's
+ * token, as real clients do: the gateway verifies each user's token and rate-limits per user.
+ */
+const TOKENS = __ENV.TOKENS
+  ? new SharedArray('tokens', () => open(__ENV.TOKENS).split('\n').map((l) => l.trim()).filter((l) => l !== ''))
+  : null;
+
+/** The `sub` of a JWT (no verification: the gateway does that). */
+function subject(token) {
+  const payload = JSON.parse(encoding.b64decode(token.split('.')[1], 'rawurl', 's'));
+  return Number(payload.sub);
+}
+
+/** The user of the file's first token; the others follow in order. */
+const TOKENS_FIRST_USER = TOKENS ? subject(TOKENS[0]) : undefined;
+
+/**
+ * JSON headers and a bearer token: `user`'s own from TOKENS when both are there, else TOKEN
+ * when set (an admin token acts for every user: set-up, read-back, or every request).
+ */
+export function headers(extra, user) {
   const all = { 'Content-Type': 'application/json' };
-  if (__ENV.TOKEN) all.Authorization = `Bearer ${__ENV.TOKEN}`;
+  if (TOKENS && user !== undefined) all.Authorization = `Bearer ${userToken(user)}`;
+  else if (__ENV.TOKEN) all.Authorization = `Bearer ${__ENV.TOKEN}`;
   return Object.assign(all, extra || {});
 }
 
-export function params(tag, extra) {
-  return { headers: headers(extra), tags: { endpoint: tag, name: tag } };
+function userToken(user) {
+  const token = TOKENS[user - TOKENS_FIRST_USER];
+  if (token === undefined) fail(`TOKENS has no token for user ${user}`);
+  return token;
 }
 
-/** Users no earlier run has: their balances and orders are this run's only. */
-export function freshUsers() {
+/** Request params; `user` picks that user's token from TOKENS. */
+export function params(tag, extra, user) {
+  return { headers: headers(extra, user), tags: { endpoint: tag, name: tag } };
+}
+
+/**
+ * `count` users no earlier run has: their balances and orders are this run's only. With
+ * TOKENS, the file's users (minted fresh for the run), which must be enough.
+ */
+export function freshUsers(count) {
+  if (TOKENS) {
+    if (TOKENS.length < count) fail(`TOKENS holds ${TOKENS.length} tokens; this run needs ${count} users`);
+    return TOKENS_FIRST_USER;
+  }
   return intEnv('USER_BASE', 1_000_000_000 + Math.floor(Math.random() * 2 ** 40));
 }
 

@@ -42,7 +42,7 @@ export const options = {
 
 export function setup() {
   const [product] = createProducts(1, { price: PRICE, stock: STOCK, label: 'hot product' });
-  const userBase = freshUsers();
+  const userBase = freshUsers(USERS);
   const users = Array.from({ length: USERS }, (_, i) => userBase + i);
   const run = runId();
   chargeUsers(users, POINTS, run);
@@ -51,9 +51,10 @@ export function setup() {
 
 export default function (data) {
   const i = exec.scenario.iterationInTest;
-  const body = { userId: data.users[i % USERS], items: [{ productId: data.product, quantity: QTY }] };
+  const user = data.users[i % USERS];
+  const body = { userId: user, items: [{ productId: data.product, quantity: QTY }] };
   const res = http.post(`${BASE_URL}/v1/orders`, JSON.stringify(body),
-    params('order', { 'Idempotency-Key': `k6-hot-${data.run}-${i}` }));
+    params('order', { 'Idempotency-Key': `k6-hot-${data.run}-${i}` }, user));
   if (res.status === 201) {
     completed.add(1);
     check(res, { 'order: 201 is COMPLETED': (r) => field(r, 'status') === 'COMPLETED' });

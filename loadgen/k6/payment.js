@@ -45,7 +45,7 @@ export const options = {
 
 export function setup() {
   const products = createProducts(PRODUCTS, { price: PRICE, stock: STOCK, label: 'checkout' });
-  const userBase = freshUsers();
+  const userBase = freshUsers(USERS);
   const users = Array.from({ length: USERS }, (_, i) => userBase + i);
   const run = runId();
   chargeUsers(users, POINTS, run);
@@ -54,9 +54,10 @@ export function setup() {
 
 export default function (data) {
   const i = exec.scenario.iterationInTest;
-  const body = JSON.stringify({ userId: data.users[i % USERS], items: [{ productId: data.products[i % PRODUCTS], quantity: 1 }] });
+  const user = data.users[i % USERS];
+  const body = JSON.stringify({ userId: user, items: [{ productId: data.products[i % PRODUCTS], quantity: 1 }] });
   const key = { 'Idempotency-Key': `k6-pay-${data.run}-${i}` };
-  const res = http.post(`${BASE_URL}/v1/orders`, body, params('order', key));
+  const res = http.post(`${BASE_URL}/v1/orders`, body, params('order', key, user));
   if (res.status === 201) {
     completed.add(1);
     check(res, { 'order: 201 is COMPLETED, paid in full': (r) => field(r, 'status') === 'COMPLETED' && field(r, 'paidAmount') === PRICE });
@@ -67,7 +68,7 @@ export default function (data) {
     rejected.add(1, { code: String(field(res, 'code')) });
   }
   if (REPLAY_EVERY > 0 && i % REPLAY_EVERY === 0 && res.status !== 0) {
-    const again = http.post(`${BASE_URL}/v1/orders`, body, params('replay', key));
+    const again = http.post(`${BASE_URL}/v1/orders`, body, params('replay', key, user));
     replays.add(1);
     // A pending order answers 202 again until it settles; a settled one replays its answer.
     const settled = res.status !== 202 && again.status !== 202;

@@ -52,8 +52,15 @@ async fn devstack_token_checks_its_flags_and_needs_a_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("start devstack once"), "{stderr}");
-    for bad in [&["--user", "0"][..], &[], &["--user", "7", "--ttl-secs", "0"], &["--admin", "--ttl-secs", "31536001"]]
-    {
+    let bad_flags: [&[&str]; 6] = [
+        &["--user", "0"],
+        &[],
+        &["--user", "7", "--ttl-secs", "0"],
+        &["--admin", "--ttl-secs", "31536001"],
+        &["--admin", "--count", "5"],
+        &["--user", "7", "--count", "0"],
+    ];
+    for bad in bad_flags {
         assert!(!devstack_token(state.path(), bad).await.status.success(), "{bad:?}");
     }
 }
@@ -62,7 +69,7 @@ async fn devstack_token_checks_its_flags_and_needs_a_key() {
 async fn auth_on_with_a_dev_key_that_survives_a_restart() {
     kit::testing::install_crypto_provider();
     let state = StateDir::new();
-    let options = |extra| StackOptions { extra, auth_state_dir: Some(state.path()), ..StackOptions::default() };
+    let options = |extra| StackOptions { extra, state_dir: Some(state.path()), ..StackOptions::default() };
     let stack = start_stack_with(options(&["--seed-demo"])).await;
     assert!(stack.logged("devstack: auth on; a token: devstack token --user 7 [--admin] --state-dir"));
     let key_mode = std::fs::metadata(state.path().join("jwt-signing.pk8")).unwrap().permissions().mode();
@@ -75,6 +82,10 @@ async fn auth_on_with_a_dev_key_that_survives_a_restart() {
     assert_eq!(a["exp"].as_i64().unwrap() - a["iat"].as_i64().unwrap(), 600);
     assert_eq!((&b["sub"], &b["roles"]), (&json!("1"), &json!(["admin"])));
     assert_eq!(b["exp"].as_i64().unwrap() - b["iat"].as_i64().unwrap(), 3600);
+    let crowd = devstack_token(state.path(), &["--user", "7", "--count", "3"]).await;
+    assert!(crowd.status.success());
+    let subs: Vec<Value> = String::from_utf8(crowd.stdout).unwrap().lines().map(|t| claims(t)["sub"].clone()).collect();
+    assert_eq!(subs, [json!("7"), json!("8"), json!("9")], "--count: consecutive users, a token a line");
 
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", stack.gateway);

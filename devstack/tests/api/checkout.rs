@@ -89,7 +89,7 @@ async fn checkouts_survive_kill_9_of_payment_svc_and_of_inventory_svc() {
         ("PAYMENT_ANSWER_BUDGET_MS", "1000"),
     ];
     let stack = start_stack_with_env(&[], &env).await;
-    let (http, gw) = (reqwest::Client::new(), stack.gateway.clone());
+    let (http, gw) = (stack.client(), stack.gateway.clone());
     let post = |path: String, body: Value| {
         let http = http.clone();
         async move { http.post(path).json(&body).send().await.unwrap().json::<Value>().await.unwrap() }

@@ -11,7 +11,21 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::stack::start_stack;
+use crate::stack::{Stack, StateDir, start_stack};
+
+/// `devstack token --user first --count users`: one token a line, as a user would mint them.
+async fn mint_tokens(stack: &Stack, first: i64, users: u32) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(["token", "--user", &first.to_string(), "--count", &users.to_string(), "--ttl-secs", "600"])
+        .arg("--state-dir")
+        .arg(stack.state_dir())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "devstack token --count: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.iter().filter(|b| **b == b'\n').count(), users as usize, "a token a line");
+    out.stdout
+}
 
 const SCRIPTS: [&str; 3] = ["coupon.js", "orders_stock.js", "payment.js"];
 
@@ -64,15 +78,23 @@ async fn k6_scripts_pass_their_thresholds_against_devstack_at_a_low_rate() {
     assert!(version.status.success(), "k6 version: {}", output(&version));
     let stack = start_stack(&[]).await;
     let base = format!("BASE_URL={}", stack.gateway);
+    // Auth on: set-up and read-back as an admin, every measured request with its own user's
+    // token, minted by `devstack token --count` for users no other run has.
+    let admin = format!("TOKEN={}", stack.token(1, true));
+    let tokens_dir = StateDir::new();
     // Sell-outs on purpose: 60 requests for 20 coupons by 40 users; 60 orders for 40 units.
-    let runs: [(&str, &[&str]); 3] = [
-        ("coupon.js", &["COPIES=20", "USERS=40"]),
-        ("orders_stock.js", &["USERS=10", "STOCK=40"]),
-        ("payment.js", &["REPLAY_EVERY=5"]),
+    let runs: [(&str, u32, &[&str]); 3] = [
+        ("coupon.js", 40, &["COPIES=20", "USERS=40"]),
+        ("orders_stock.js", 10, &["USERS=10", "STOCK=40"]),
+        ("payment.js", 60, &["REPLAY_EVERY=5"]),
     ];
-    for (name, env) in runs {
+    for (name, users, env) in runs {
+        let tokens = tokens_dir.path().join(format!("{name}.tokens"));
+        std::fs::write(&tokens, mint_tokens(&stack, 1_000_000_000 + rand::random::<u32>() as i64, users).await)
+            .unwrap();
+        let tokens = format!("TOKENS={}", tokens.display());
         let mut args = vec!["run", "--quiet", "--no-color"];
-        for pair in ["RATE=20", "DURATION=3s", "P95_MS=2000", &base].iter().chain(env) {
+        for pair in ["RATE=20", "DURATION=3s", "P95_MS=2000", &base, &admin, &tokens].iter().chain(env) {
             args.extend(["-e", pair]);
         }
         let path = script(name);

@@ -63,6 +63,8 @@ pub struct Stack {
     pub gateway: String,
     log: Arc<Mutex<Vec<String>>>,
     prefix: String,
+    state_dir: PathBuf,
+    auth: bool,
     /// The state dir the helper made, when the test did not bring its own.
     _state: Option<StateDir>,
 }
@@ -72,30 +74,29 @@ pub struct StackOptions<'a> {
     pub extra: &'a [&'a str],
     /// Reaches every child too (the supervisor passes its environment on).
     pub env: &'a [(&'a str, &'a str)],
-    /// `Some`: auth on (devstack's default), keyed from this state dir, which the test keeps
-    /// across restarts. `None`: `--auth off` in a fresh state dir.
-    pub auth_state_dir: Option<&'a Path>,
+    /// The `--state-dir` (where the dev key lives), which the test keeps across restarts;
+    /// `None`: a fresh one, removed with the stack.
+    pub state_dir: Option<&'a Path>,
+    /// `--auth off`; otherwise auth is on (devstack's default) and the tests carry tokens.
+    pub auth_off: bool,
 }
 
 pub async fn start_stack(extra: &[&str]) -> Stack {
     start_stack_with_env(extra, &[]).await
 }
 
-/// Auth off: these tests drive the mesh as anyone, without tokens; the auth tests use
-/// [`start_stack_with`] and keep it on.
 pub async fn start_stack_with_env(extra: &[&str], env: &[(&str, &str)]) -> Stack {
-    start_stack_with(StackOptions { extra, env, auth_state_dir: None }).await
+    start_stack_with(StackOptions { extra, env, ..StackOptions::default() }).await
 }
 
 pub async fn start_stack_with(options: StackOptions<'_>) -> Stack {
-    let StackOptions { extra, env, auth_state_dir } = options;
-    let own_state = auth_state_dir.is_none().then(StateDir::new);
-    let state_dir = auth_state_dir.or(own_state.as_ref().map(StateDir::path)).expect("one of the two").to_owned();
-    let auth = if auth_state_dir.is_some() { "on" } else { "off" };
+    let StackOptions { extra, env, state_dir, auth_off } = options;
+    let own_state = state_dir.is_none().then(StateDir::new);
+    let state_dir = state_dir.or(own_state.as_ref().map(StateDir::path)).expect("one of the two").to_owned();
     let prefix = kit::testing::unique_prefix();
     let gateway_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
-        .args(["--auth", auth])
+        .args(["--auth", if auth_off { "off" } else { "on" }])
         .arg("--state-dir")
         .arg(&state_dir)
         .args(["--gateway-port", &gateway_port.to_string()])
@@ -129,10 +130,32 @@ pub async fn start_stack_with(options: StackOptions<'_>) -> Stack {
     let ready = tokio::time::timeout(Duration::from_secs(120), stdout.next_line()).await;
     let line = ready.expect("READY within 120 s").unwrap().expect("a line");
     assert_eq!(line, format!("READY http://127.0.0.1:{gateway_port}"));
-    Stack { child, gateway: format!("http://127.0.0.1:{gateway_port}"), log, prefix, _state: own_state }
+    let gateway = format!("http://127.0.0.1:{gateway_port}");
+    Stack { child, gateway, log, prefix, state_dir, auth: !auth_off, _state: own_state }
 }
 
 impl Stack {
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// A token signed with this stack's dev key (as `devstack token` mints them).
+    pub fn token(&self, user: i64, admin: bool) -> String {
+        let key = devstack::dev_key::DevKey::load(&self.state_dir).expect("the stack made its key");
+        key.mint(user, admin, 3600).expect("a token")
+    }
+
+    /// A client that acts as an admin (an admin may act for every user); with auth off,
+    /// a client without a token.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if self.auth {
+            let value = format!("Bearer {}", self.token(1, true)).parse().expect("a header value");
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        reqwest::Client::builder().default_headers(headers).build().expect("a client")
+    }
+
     pub fn pid_of(&self, label: &str) -> i32 {
         let log = self.log.lock().unwrap();
         let line =
@@ -179,7 +202,7 @@ fn alive(pid: i32) -> bool {
 async fn the_stack_serves_survives_a_kill_9_and_stops_cleanly() {
     kit::testing::install_crypto_provider();
     let stack = start_stack(&["--replicas", "inventory=2", "--replicas", "point=2", "--seed-demo"]).await;
-    let http = reqwest::Client::new();
+    let http = stack.client();
     let seeded: Value = http.get(format!("{}/v1/products", stack.gateway)).send().await.unwrap().json().await.unwrap();
     assert_eq!(seeded["totalItems"], 5, "demo data loaded");
     let points: Value = http.get(format!("{}/v1/points/1", stack.gateway)).send().await.unwrap().json().await.unwrap();
@@ -241,9 +264,12 @@ async fn an_unreachable_redis_is_one_clear_line() {
 }
 
 #[tokio::test]
-async fn two_replicas_of_point_and_coupon_keep_the_invariants() {
+async fn two_replicas_of_point_and_coupon_keep_the_invariants_with_auth_off() {
     kit::testing::install_crypto_provider();
-    let stack = start_stack(&["--replicas", "point=2", "--replicas", "coupon=2"]).await;
+    let extra = ["--replicas", "point=2", "--replicas", "coupon=2"];
+    let stack = start_stack_with(StackOptions { extra: &extra, auth_off: true, ..StackOptions::default() }).await;
+    assert!(stack.logged("devstack: auth off; the gateway serves every request without a token"));
+    // Auth off: every route without a token, as anyone.
     let http = reqwest::Client::new();
     let post = |path: &'static str, body: Value, key: Option<String>| {
         let (http, url) = (http.clone(), format!("{}{path}", stack.gateway));

@@ -3,51 +3,16 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use gateway::config::AuthMode;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use dev_token::Signer;
 use reqwest::RequestBuilder;
-use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestMesh, expect_problem, spawn_mesh_tuned};
+use crate::helpers::{ISSUER, TestMesh, expect_problem, spawn_mesh, spawn_mesh_tuned, token};
 
-/// An Ed25519 signing key and the PEM file of its public key.
-struct Issuer {
-    signing: EncodingKey,
-    public_pem: std::path::PathBuf,
-}
-
-impl Issuer {
-    fn new() -> Self {
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
-        let public = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap().public_key().as_ref().to_vec();
-        let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
-        der.extend_from_slice(&public);
-        let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", STANDARD.encode(der));
-        let dir = std::env::temp_dir().join(kit::testing::unique_prefix());
-        std::fs::create_dir_all(&dir).unwrap();
-        let public_pem = dir.join("jwt.pem");
-        std::fs::write(&public_pem, pem).unwrap();
-        Self { signing: EncodingKey::from_ed_der(pkcs8.as_ref()), public_pem }
-    }
-
-    fn token(&self, sub: i64, admin: bool, exp_in_secs: i64) -> String {
-        let now = kit::time::now_millis().timestamp();
-        let roles: Vec<&str> = if admin { vec!["admin"] } else { vec![] };
-        let claims = json!({"sub": sub.to_string(), "iat": now, "exp": now + exp_in_secs, "roles": roles});
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.signing).unwrap()
-    }
-}
-
-async fn mesh_with_auth(issuer: &Issuer) -> TestMesh {
-    let pem = issuer.public_pem.clone();
-    spawn_mesh_tuned(Duration::from_secs(5), move |c| {
-        c.auth = AuthMode::On;
-        c.jwt_public_key_file = Some(pem);
-    })
-    .await
+/// A token that expired a minute ago (beyond the 5 s leeway).
+fn expired(user: i64) -> String {
+    let now = kit::time::now_millis().timestamp();
+    ISSUER.signer.mint_claims(&json!({"sub": user.to_string(), "iat": now - 120, "exp": now - 60})).unwrap()
 }
 
 fn bearer(request: RequestBuilder, token: &str) -> RequestBuilder {
@@ -55,78 +20,79 @@ fn bearer(request: RequestBuilder, token: &str) -> RequestBuilder {
 }
 
 async fn balance(mesh: &TestMesh, admin: &str, user: i64) -> i64 {
-    let resp = bearer(mesh.http.get(mesh.url(&format!("/v1/points/{user}"))), admin).send().await.unwrap();
+    let resp = bearer(mesh.anonymous.get(mesh.url(&format!("/v1/points/{user}"))), admin).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     resp.json::<Value>().await.unwrap()["balance"].as_i64().unwrap()
 }
 
 #[tokio::test]
 async fn tokens_decide_who_may_act_and_a_refused_request_changes_nothing() {
-    let issuer = Issuer::new();
-    let mesh = mesh_with_auth(&issuer).await;
-    let (alice, admin) = (issuer.token(7, false, 600), issuer.token(1, true, 600));
+    let mesh = spawn_mesh().await;
+    let (alice, admin) = (token(7, false), token(1, true));
 
     // Public reads need no token.
-    assert_eq!(mesh.http.get(mesh.url("/v1/products")).send().await.unwrap().status(), 200);
-    assert_eq!(mesh.http.get(mesh.url("/v1/coupons")).send().await.unwrap().status(), 200);
+    assert_eq!(mesh.anonymous.get(mesh.url("/v1/products")).send().await.unwrap().status(), 200);
+    assert_eq!(mesh.anonymous.get(mesh.url("/v1/coupons")).send().await.unwrap().status(), 200);
 
     // No token, a malformed one, another issuer's, an expired one: 401 with the challenge.
     let points = mesh.url("/v1/points/7");
-    let resp = mesh.http.get(&points).send().await.unwrap();
+    let resp = mesh.anonymous.get(&points).send().await.unwrap();
     assert_eq!(resp.headers()["www-authenticate"], "Bearer");
     expect_problem(resp, 401, "UNAUTHENTICATED").await;
-    for token in ["garbage".to_owned(), Issuer::new().token(7, false, 600), issuer.token(7, false, -60)] {
-        let resp = bearer(mesh.http.get(&points), &token).send().await.unwrap();
+    let another_issuer = Signer::generate().unwrap().mint(7, false, 600).unwrap();
+    for bad in ["garbage".to_owned(), another_issuer, expired(7)] {
+        let resp = bearer(mesh.anonymous.get(&points), &bad).send().await.unwrap();
         assert_eq!(resp.headers()["www-authenticate"], "Bearer error=\"invalid_token\"");
         expect_problem(resp, 401, "UNAUTHENTICATED").await;
     }
-    let resp = mesh.http.get(&points).header("authorization", "Basic dTpw").send().await.unwrap();
+    let resp = mesh.anonymous.get(&points).header("authorization", "Basic dTpw").send().await.unwrap();
     expect_problem(resp, 401, "UNAUTHENTICATED").await;
 
     // A user acts for themselves only; an admin for anyone.
-    assert_eq!(bearer(mesh.http.get(&points), &alice).send().await.unwrap().status(), 200);
-    let other = bearer(mesh.http.get(mesh.url("/v1/points/8")), &alice).send().await.unwrap();
+    assert_eq!(bearer(mesh.anonymous.get(&points), &alice).send().await.unwrap().status(), 200);
+    let other = bearer(mesh.anonymous.get(mesh.url("/v1/points/8")), &alice).send().await.unwrap();
     expect_problem(other, 403, "FORBIDDEN").await;
     let charge = |user: i64| json!({"userId": user, "amount": 500});
-    let refused = bearer(mesh.http.post(mesh.url("/v1/points/charge")), &alice).json(&charge(8)).send().await.unwrap();
+    let refused =
+        bearer(mesh.anonymous.post(mesh.url("/v1/points/charge")), &alice).json(&charge(8)).send().await.unwrap();
     expect_problem(refused, 403, "FORBIDDEN").await;
     assert_eq!(balance(&mesh, &admin, 8).await, 0, "the refused charge changed nothing");
-    let own = bearer(mesh.http.post(mesh.url("/v1/points/charge")), &alice).json(&charge(7)).send().await.unwrap();
+    let own = bearer(mesh.anonymous.post(mesh.url("/v1/points/charge")), &alice).json(&charge(7)).send().await.unwrap();
     assert_eq!(own.status(), 200);
-    let by_admin = bearer(mesh.http.post(mesh.url("/v1/points/charge")), &admin).json(&charge(8)).send().await.unwrap();
+    let by_admin =
+        bearer(mesh.anonymous.post(mesh.url("/v1/points/charge")), &admin).json(&charge(8)).send().await.unwrap();
     assert_eq!(by_admin.status(), 200);
     assert_eq!(balance(&mesh, &admin, 8).await, 500);
 
     // Admin-only routes.
     let product = json!({"name": "Keyboard", "price": 100, "stock": 5});
-    let anonymous = mesh.http.post(mesh.url("/v1/products")).json(&product).send().await.unwrap();
+    let anonymous = mesh.anonymous.post(mesh.url("/v1/products")).json(&product).send().await.unwrap();
     expect_problem(anonymous, 401, "UNAUTHENTICATED").await;
-    let by_user = bearer(mesh.http.post(mesh.url("/v1/products")), &alice).json(&product).send().await.unwrap();
+    let by_user = bearer(mesh.anonymous.post(mesh.url("/v1/products")), &alice).json(&product).send().await.unwrap();
     expect_problem(by_user, 403, "FORBIDDEN").await;
-    let list: Value = mesh.http.get(mesh.url("/v1/products")).send().await.unwrap().json().await.unwrap();
+    let list: Value = mesh.anonymous.get(mesh.url("/v1/products")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["totalItems"], 0, "the refused create changed nothing");
-    let created = bearer(mesh.http.post(mesh.url("/v1/products")), &admin).json(&product).send().await.unwrap();
+    let created = bearer(mesh.anonymous.post(mesh.url("/v1/products")), &admin).json(&product).send().await.unwrap();
     assert_eq!(created.status(), 201);
 }
 
 #[tokio::test]
 async fn another_users_order_is_not_found_and_cannot_be_cancelled() {
-    let issuer = Issuer::new();
-    let mesh = mesh_with_auth(&issuer).await;
-    let (alice, bob, admin) = (issuer.token(7, false, 600), issuer.token(8, false, 600), issuer.token(1, true, 600));
-    let created = bearer(mesh.http.post(mesh.url("/v1/products")), &admin)
+    let mesh = spawn_mesh().await;
+    let (alice, bob, admin) = (token(7, false), token(8, false), token(1, true));
+    let created = bearer(mesh.anonymous.post(mesh.url("/v1/products")), &admin)
         .json(&json!({"name": "Mouse", "price": 1000, "stock": 5}))
         .send()
         .await
         .unwrap();
     let product: Value = created.json().await.unwrap();
-    let charged = bearer(mesh.http.post(mesh.url("/v1/points/charge")), &admin)
+    let charged = bearer(mesh.anonymous.post(mesh.url("/v1/points/charge")), &admin)
         .json(&json!({"userId": 7, "amount": 5000}))
         .send()
         .await
         .unwrap();
     assert_eq!(charged.status(), 200);
-    let placed = bearer(mesh.http.post(mesh.url("/v1/orders")), &alice)
+    let placed = bearer(mesh.anonymous.post(mesh.url("/v1/orders")), &alice)
         .header("idempotency-key", "auth-order-1")
         .json(&json!({"userId": 7, "items": [{"productId": product["id"], "quantity": 1}]}))
         .send()
@@ -136,50 +102,59 @@ async fn another_users_order_is_not_found_and_cannot_be_cancelled() {
     let order: Value = placed.json().await.unwrap();
     let url = mesh.url(&format!("/v1/orders/{}", order["orderId"].as_str().unwrap()));
 
-    expect_problem(bearer(mesh.http.get(&url), &bob).send().await.unwrap(), 404, "NOT_FOUND").await;
-    let cancel = bearer(mesh.http.put(format!("{url}/status")), &bob)
+    expect_problem(bearer(mesh.anonymous.get(&url), &bob).send().await.unwrap(), 404, "NOT_FOUND").await;
+    let cancel = bearer(mesh.anonymous.put(format!("{url}/status")), &bob)
         .json(&json!({"status": "CANCELLED"}))
         .send()
         .await
         .unwrap();
     expect_problem(cancel, 404, "NOT_FOUND").await;
-    let mine: Value = bearer(mesh.http.get(&url), &alice).send().await.unwrap().json().await.unwrap();
+    let mine: Value = bearer(mesh.anonymous.get(&url), &alice).send().await.unwrap().json().await.unwrap();
     assert_eq!(mine["status"], "COMPLETED", "the refused cancel changed nothing");
-    assert_eq!(bearer(mesh.http.get(&url), &admin).send().await.unwrap().status(), 200);
-    let theirs = bearer(mesh.http.get(mesh.url("/v1/users/7/orders")), &bob).send().await.unwrap();
+    assert_eq!(bearer(mesh.anonymous.get(&url), &admin).send().await.unwrap().status(), 200);
+    let theirs = bearer(mesh.anonymous.get(mesh.url("/v1/users/7/orders")), &bob).send().await.unwrap();
     expect_problem(theirs, 403, "FORBIDDEN").await;
     // Placing an order for someone else is refused before anything starts.
-    let for_alice = bearer(mesh.http.post(mesh.url("/v1/orders")), &bob)
+    let for_alice = bearer(mesh.anonymous.post(mesh.url("/v1/orders")), &bob)
         .header("idempotency-key", "auth-order-2")
         .json(&json!({"userId": 7, "items": [{"productId": product["id"], "quantity": 1}]}))
         .send()
         .await
         .unwrap();
     expect_problem(for_alice, 403, "FORBIDDEN").await;
-    let stock: Value =
-        mesh.http.get(mesh.url(&format!("/v1/products/{}", product["id"]))).send().await.unwrap().json().await.unwrap();
+    let stock: Value = mesh
+        .anonymous
+        .get(mesh.url(&format!("/v1/products/{}", product["id"])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stock["stock"], 4, "only alice's own order took stock");
 }
 
 #[tokio::test]
 async fn the_rate_limit_counts_per_user_once_the_user_is_known() {
-    let issuer = Issuer::new();
-    let pem = issuer.public_pem.clone();
     let mesh = spawn_mesh_tuned(Duration::from_secs(5), move |c| {
-        c.auth = AuthMode::On;
-        c.jwt_public_key_file = Some(pem);
         c.rate_limit_per_sec = 1;
         c.rate_limit_burst = 3;
     })
     .await;
-    let (alice, bob) = (issuer.token(7, false, 600), issuer.token(8, false, 600));
+    let (alice, bob) = (token(7, false), token(8, false));
     for _ in 0..3 {
-        assert_eq!(bearer(mesh.http.get(mesh.url("/v1/points/7")), &alice).send().await.unwrap().status(), 200);
+        assert_eq!(bearer(mesh.anonymous.get(mesh.url("/v1/points/7")), &alice).send().await.unwrap().status(), 200);
     }
-    let limited = bearer(mesh.http.get(mesh.url("/v1/points/7")), &alice).send().await.unwrap();
+    let limited = bearer(mesh.anonymous.get(mesh.url("/v1/points/7")), &alice).send().await.unwrap();
     expect_problem(limited, 429, "RATE_LIMITED").await;
-    let from_same_address = bearer(mesh.http.get(mesh.url("/v1/points/8")), &bob).send().await.unwrap();
+    let charge = json!({"userId": 7, "amount": 500});
+    let refused =
+        bearer(mesh.anonymous.post(mesh.url("/v1/points/charge")), &alice).json(&charge).send().await.unwrap();
+    expect_problem(refused, 429, "RATE_LIMITED").await;
+    let from_same_address = bearer(mesh.anonymous.get(mesh.url("/v1/points/8")), &bob).send().await.unwrap();
     assert_eq!(from_same_address.status(), 200, "another user from the same address has a bucket of their own");
+    let admin = token(1, true);
+    assert_eq!(balance(&mesh, &admin, 7).await, 0, "the limited charge changed nothing");
 }
 
 #[test]

@@ -1,6 +1,9 @@
+use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use gateway::config::GatewayConfig;
+use dev_token::Signer;
+use gateway::config::{AuthMode, GatewayConfig};
 use inventory_svc::config::InventoryConfig;
 use kit::shutdown::CancellationToken;
 use serde_json::{Value, json};
@@ -13,7 +16,11 @@ pub struct TestMesh {
     pub inventory_url: String,
     /// Base URL of the mock external data platform behind payment-svc.
     pub platform: String,
+    /// Sends an admin token: an admin may act for every user, so the tests of what a route
+    /// does need no token per user; `auth.rs` tests who may do what.
     pub http: reqwest::Client,
+    /// Sends no token: public reads, or a test that sets its own `Authorization`.
+    pub anonymous: reqwest::Client,
     schemas: Vec<String>,
     redis_prefix: String,
     shutdown: CancellationToken,
@@ -100,7 +107,8 @@ pub async fn spawn_mesh_tuned(answer_budget: Duration, tune: impl FnOnce(&mut Ga
         base,
         inventory_url,
         platform,
-        http: reqwest::Client::new(),
+        http: admin_client(),
+        anonymous: reqwest::Client::new(),
         schemas: vec![schema, point_schema, coupon_schema, payment_schema],
         redis_prefix: prefix,
         shutdown,
@@ -118,10 +126,45 @@ pub async fn spawn_gateway(inventory_url: Option<String>, shutdown: Cancellation
     start_gateway(config, shutdown).await
 }
 
-/// The defaults, but no per-caller rate limit: every test client sends from 127.0.0.1, so
-/// a crowd of test users would look like one caller. The limiter has tests of its own.
+/// The defaults (authentication on, keyed by [`ISSUER`]), but no per-caller rate limit:
+/// every test client sends from 127.0.0.1 and most act as the admin, so a crowd of test
+/// users would look like one caller. The limiter has tests of its own.
 pub fn test_defaults() -> GatewayConfig {
-    GatewayConfig { rate_limit_per_sec: 0, ..GatewayConfig::default() }
+    GatewayConfig {
+        rate_limit_per_sec: 0,
+        auth: AuthMode::On,
+        jwt_public_key_file: Some(ISSUER.public_pem.clone()),
+        ..GatewayConfig::default()
+    }
+}
+
+/// The identity provider of the tests: a throwaway key checked in under `testdata/`, so no
+/// test process writes key files; every test gateway verifies against its public PEM.
+pub struct TestIssuer {
+    pub signer: Signer,
+    pub public_pem: PathBuf,
+}
+
+pub static ISSUER: LazyLock<TestIssuer> = LazyLock::new(|| {
+    let testdata = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/api/testdata");
+    let pkcs8 = std::fs::read(testdata.join("jwt-signing.pk8")).expect("the test signing key");
+    let signer = Signer::from_pkcs8(&pkcs8).expect("an Ed25519 key");
+    let public_pem = testdata.join("jwt-public.pem");
+    assert_eq!(std::fs::read_to_string(&public_pem).unwrap(), signer.public_pem(), "the PEM is the key's public half");
+    TestIssuer { signer, public_pem }
+});
+
+/// A token of [`ISSUER`] for `user`, valid for ten minutes.
+pub fn token(user: i64, admin: bool) -> String {
+    ISSUER.signer.mint(user, admin, 600).expect("a token")
+}
+
+/// A client that sends an admin token with every request (unless the request sets its own).
+pub fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {}", token(1, true)).parse().expect("a header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers).build().expect("a client")
 }
 
 pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -> String {

@@ -24,7 +24,7 @@ impl Drop for Gateway {
 async fn gateway_without_payment() -> Gateway {
     let shutdown = CancellationToken::new();
     let base = spawn_gateway(None, shutdown.clone()).await;
-    Gateway { base, http: reqwest::Client::new(), shutdown }
+    Gateway { base, http: crate::helpers::admin_client(), shutdown }
 }
 
 impl Gateway {

@@ -8,31 +8,23 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, ensure};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use dev_token::Signer;
 use reqwest::header::HeaderValue;
-use ring::signature::{Ed25519KeyPair, KeyPair};
-use serde_json::json;
 
 /// The devstack's signing key, relative to where loadgen runs (the workspace root).
 pub const DEVSTACK_KEY: &str = ".devstack/jwt-signing.pk8";
 /// The user the admin token is for (the devstack's default admin).
 pub const ADMIN_USER: i64 = 1;
 /// What `devstack token` gives too; tokens are not renewed during a run.
-const TTL_SECS: i64 = 3600;
+const TTL_SECS: u64 = 3600;
 /// Tokens minted at once per blocking task when minting ahead of a run.
 const MINT_CHUNK: usize = 4_096;
 
-/// The SPKI DER prefix of an Ed25519 public key (RFC 8410); the raw 32-byte key follows.
-const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
-
 /// A signing key and the `Authorization` values minted with it, one per user.
 pub struct Credentials {
-    signing: EncodingKey,
+    signer: Signer,
     admin: HeaderValue,
     /// Whole header values (`Bearer <jwt>`): a request only clones one (a reference count).
     users: Mutex<HashMap<i64, HeaderValue>>,
@@ -51,9 +43,8 @@ impl Credentials {
     /// The key at `path` (PKCS#8 DER).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let pkcs8 = std::fs::read(path).with_context(|| format!("cannot read the signing key {}", path.display()))?;
-        Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
-            .map_err(|_| anyhow::anyhow!("{} is not an Ed25519 PKCS#8 key", path.display()))?;
-        Self::from_pkcs8(&pkcs8, None)
+        let signer = Signer::from_pkcs8(&pkcs8).with_context(|| path.display().to_string())?;
+        Self::new(signer, None)
     }
 
     /// `--jwt-signing-key` if given, else the devstack's key if there is one here, else none
@@ -70,22 +61,16 @@ impl Credentials {
     /// A fresh key for a gateway loadgen spawns, its public half written to a temporary PEM
     /// ([`Self::public_pem`]) for `GATEWAY_JWT_PUBLIC_KEY_FILE`.
     pub fn generate() -> anyhow::Result<Self> {
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
-            .map_err(|_| anyhow::anyhow!("the system random source failed; no signing key was made"))?;
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| anyhow::anyhow!("bad generated key"))?;
-        let mut der = ED25519_SPKI_PREFIX.to_vec();
-        der.extend_from_slice(pair.public_key().as_ref());
-        let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", STANDARD.encode(der));
+        let signer = Signer::generate()?;
         let path = std::env::temp_dir().join(format!("loadgen-{}jwt-public.pem", kit::testing::unique_prefix()));
         let mut file = std::fs::File::create_new(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        file.write_all(pem.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
-        Self::from_pkcs8(pkcs8.as_ref(), Some(path))
+        file.write_all(signer.public_pem().as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+        Self::new(signer, Some(path))
     }
 
-    fn from_pkcs8(pkcs8: &[u8], public_pem: Option<PathBuf>) -> anyhow::Result<Self> {
-        let signing = EncodingKey::from_ed_der(pkcs8);
-        let admin = bearer(&signing, ADMIN_USER, true)?;
-        Ok(Self { signing, admin, users: Mutex::default(), public_pem })
+    fn new(signer: Signer, public_pem: Option<PathBuf>) -> anyhow::Result<Self> {
+        let admin = bearer(&signer, ADMIN_USER, true)?;
+        Ok(Self { signer, admin, users: Mutex::default(), public_pem })
     }
 
     /// The PEM of a generated key's public half.
@@ -105,7 +90,7 @@ impl Credentials {
         }
         // Minted outside the lock. Signing cannot fail for a key that signed the admin token;
         // if it did, the gateway's 401s would show it in the run's errors.
-        let value = bearer(&self.signing, user, false).unwrap_or(HeaderValue::from_static("Bearer unsigned"));
+        let value = bearer(&self.signer, user, false).unwrap_or(HeaderValue::from_static("Bearer unsigned"));
         self.users.lock().unwrap_or_else(PoisonError::into_inner).entry(user).or_insert(value).clone()
     }
 
@@ -117,7 +102,7 @@ impl Credentials {
             tokio::task::spawn_blocking(move || {
                 let minted = chunk
                     .iter()
-                    .map(|&user| Ok((user, bearer(&me.signing, user, false)?)))
+                    .map(|&user| Ok((user, bearer(&me.signer, user, false)?)))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 me.users.lock().unwrap_or_else(PoisonError::into_inner).extend(minted);
                 anyhow::Ok(())
@@ -139,11 +124,8 @@ impl Drop for Credentials {
 }
 
 /// `Bearer <EdDSA JWT>` for `user`: `iat` now, `exp` in [`TTL_SECS`], `roles: ["admin"]` if admin.
-fn bearer(signing: &EncodingKey, user: i64, admin: bool) -> anyhow::Result<HeaderValue> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let roles: &[&str] = if admin { &["admin"] } else { &[] };
-    let claims = json!({"sub": user.to_string(), "iat": now, "exp": now + TTL_SECS, "roles": roles});
-    let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, signing).context("cannot sign")?;
+fn bearer(signer: &Signer, user: i64, admin: bool) -> anyhow::Result<HeaderValue> {
+    let token = signer.mint(user, admin, TTL_SECS)?;
     let value = HeaderValue::from_str(&format!("Bearer {token}")).context("a token is not a header value")?;
     ensure!(!value.is_empty(), "empty token");
     Ok(value)
@@ -151,8 +133,8 @@ fn bearer(signing: &EncodingKey, user: i64, admin: bool) -> anyhow::Result<Heade
 
 #[cfg(test)]
 mod tests {
-    use jsonwebtoken::{DecodingKey, Validation};
-    use serde_json::Value;
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -172,10 +154,7 @@ mod tests {
         let user = claims(&creds.user(42), &key);
         assert_eq!(user["sub"], "42");
         assert_eq!(user["roles"], json!([]));
-        let (iat, exp) = (user["iat"].as_i64().unwrap(), user["exp"].as_i64().unwrap());
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-        assert!((now - 5..=now).contains(&iat), "iat {iat} is now ({now})");
-        assert_eq!(exp - iat, TTL_SECS);
+        assert_eq!(user["exp"].as_u64().unwrap() - user["iat"].as_u64().unwrap(), TTL_SECS);
         let admin = claims(&creds.admin(), &key);
         assert_eq!((admin["sub"].as_str(), admin["roles"].clone()), (Some("1"), json!(["admin"])));
 
