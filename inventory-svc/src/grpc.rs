@@ -8,8 +8,8 @@ use pb::inventory_service_server::InventoryService;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    InventoryError, NewProduct, PageRequest, Price, Product, ProductId, ProductName, ProductQuery, ProductSort,
-    Quantity, ReservationRequest, StockLevel, StockLine,
+    InventoryError, NewProduct, PageRequest, Price, Product, ProductId, ProductImport, ProductName, ProductQuery,
+    ProductSort, Quantity, ReservationRequest, StockLevel, StockLine,
 };
 use crate::service::Inventory;
 
@@ -45,6 +45,14 @@ fn to_proto(p: Product) -> pb::Product {
     }
 }
 
+fn new_product(req: pb::CreateProductRequest) -> Result<NewProduct, InventoryError> {
+    Ok(NewProduct {
+        name: ProductName::parse(req.name)?,
+        price: Price::parse(req.price)?,
+        stock: StockLevel::parse(req.stock)?,
+    })
+}
+
 fn sort_from_proto(raw: i32) -> Result<ProductSort, InventoryError> {
     Ok(match pb::ProductSort::try_from(raw) {
         Ok(pb::ProductSort::Unspecified | pb::ProductSort::Id) => ProductSort::Id,
@@ -66,17 +74,25 @@ impl InventoryService for InventoryGrpc {
         &self,
         request: Request<pb::CreateProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
-        let req = request.into_inner();
-        let new = (|| {
-            Ok::<_, InventoryError>(NewProduct {
-                name: ProductName::parse(req.name)?,
-                price: Price::parse(req.price)?,
-                stock: StockLevel::parse(req.stock)?,
-            })
-        })()
-        .map_err(status)?;
+        let new = new_product(request.into_inner()).map_err(status)?;
         let product = self.inventory.create(new).await.map_err(status)?;
         Ok(Response::new(to_proto(product)))
+    }
+
+    async fn import_products(
+        &self,
+        request: Request<pb::ImportProductsRequest>,
+    ) -> Result<Response<pb::ImportProductsResponse>, Status> {
+        let import = request
+            .into_inner()
+            .products
+            .into_iter()
+            .map(new_product)
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(ProductImport::parse)
+            .map_err(status)?;
+        let ids = self.inventory.import(&import).await.map_err(status)?;
+        Ok(Response::new(pb::ImportProductsResponse { ids }))
     }
 
     async fn get_product(&self, request: Request<pb::GetProductRequest>) -> Result<Response<pb::Product>, Status> {

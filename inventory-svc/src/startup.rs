@@ -4,18 +4,21 @@ use std::net::SocketAddr;
 
 use inventory_migration::Migrator;
 use kit::grpc::GrpcServer;
+use kit::replicas::ReadRouter;
 use kit::shutdown::CancellationToken;
 
 use crate::config::InventoryConfig;
 use crate::grpc::InventoryGrpc;
-use crate::service::Inventory;
-use crate::store::ProductCache;
+use crate::service::{Catalog, Inventory};
+use crate::store::{ListCache, ProductCache};
 
 /// A built, bound inventory-svc, ready to serve. Tests build it on port 0.
 pub struct Application {
     addr: SocketAddr,
     server: GrpcServer,
     inventory: Inventory,
+    /// Stops the replica heartbeat and the index backfill with the server.
+    background: CancellationToken,
 }
 
 impl Application {
@@ -23,8 +26,18 @@ impl Application {
         let settings = &config.service;
         let kit::startup::Foundation { db, server, addr, .. } = kit::startup::foundation::<Migrator>(settings).await?;
         let redis = kit::startup::redis(settings).await?;
-        let cache = ProductCache::new(redis, &settings.redis_key_prefix, config.cache_ttl);
-        Ok(Self { addr, server, inventory: Inventory::new(db, cache, config.hot_batch_max) })
+        let cache = ProductCache::new(redis.clone(), &settings.redis_key_prefix, config.cache_ttl);
+        let background = CancellationToken::new();
+        let reads = if config.replicas.urls.is_empty() {
+            ReadRouter::primary_only(db.clone())
+        } else {
+            ReadRouter::start(db.clone(), &config.replicas, background.clone()).await?
+        };
+        let pages = ListCache::new(redis, &settings.redis_key_prefix, config.list_cache_ttl, config.count_cache_ttl);
+        let catalog = Catalog::new(reads, pages);
+        tokio::spawn(backfill(catalog.clone(), background.clone()));
+        let inventory = Inventory::new(db, cache, catalog, config.hot_batch_max);
+        Ok(Self { addr, server, inventory, background })
     }
 
     /// The address actually bound (the real port when configured with port 0).
@@ -34,9 +47,23 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, "inventory-svc serving");
-        self.server.serve(InventoryGrpc::new(self.inventory).into_server(), shutdown).await?;
+        let served = self.server.serve(InventoryGrpc::new(self.inventory).into_server(), shutdown).await;
+        self.background.cancel();
+        served?;
         tracing::info!("inventory-svc stopped");
         Ok(())
+    }
+}
+
+/// Indexes the names of products that predate the name index; searches scan until it is done.
+async fn backfill(catalog: Catalog, stop: CancellationToken) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        done = catalog.backfill() => match done {
+            Ok(0) => {}
+            Ok(indexed) => tracing::info!(indexed, "name index backfilled"),
+            Err(err) => tracing::error!(error = %err, "name index backfill failed; name searches scan until a restart completes it"),
+        },
     }
 }
 

@@ -29,7 +29,7 @@ pub fn valid_schema_name(name: &str) -> bool {
 /// deadlock concurrent first inserts of one key (two first charges of a new user).
 const SESSION_SETUP: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
 
-fn options(url: String, max_connections: u32) -> ConnectOptions {
+pub(crate) fn options(url: String, max_connections: u32) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url);
     opts.map_sqlx_mysql_pool_opts(|pool| {
         pool.after_connect(|conn, _| {
@@ -53,7 +53,7 @@ fn server_url(mysql_url: &str) -> String {
     mysql_url.trim_end_matches('/').to_owned()
 }
 
-fn schema_url(mysql_url: &str, schema: &str) -> String {
+pub(crate) fn schema_url(mysql_url: &str, schema: &str) -> String {
     format!("{}/{schema}", server_url(mysql_url))
 }
 

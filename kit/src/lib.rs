@@ -9,6 +9,7 @@
 //!   (deadlines, lazy reconnect, trace propagation, balancing over replicas).
 //! - [`error`]: the stable error codes and the one table mapping them to gRPC and HTTP.
 //! - [`idempotency`]: Idempotency-Key claims, replays and purging, stored in MySQL.
+//! - [`replicas`]: read replicas with a measured lag; reads fall back to the primary.
 //! - [`redlock`]: Redlock over a Redis quorum, kept alive until released, and the MySQL fencing epoch.
 //! - [`barrier`]: the saga barrier that makes every participant call idempotent (DESIGN.md).
 //! - [`batch`]: group commit for hot keys (one transaction per batch of concurrent requests).
@@ -26,6 +27,7 @@ pub mod error;
 pub mod grpc;
 pub mod idempotency;
 pub mod redlock;
+pub mod replicas;
 pub mod saga;
 pub mod shutdown;
 pub mod startup;

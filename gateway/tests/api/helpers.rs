@@ -41,13 +41,9 @@ pub async fn spawn_mesh_tuned(answer_budget: Duration, tune: impl FnOnce(&mut Ga
     let prefix = kit::testing::unique_prefix();
     let schema = format!("{prefix}inventory");
     let service = kit::testing::service_settings(&schema, &prefix);
-    let inventory = inventory_svc::startup::Application::build(&InventoryConfig {
-        service,
-        cache_ttl: Duration::from_secs(30),
-        hot_batch_max: 256,
-    })
-    .await
-    .expect("inventory-svc builds");
+    let inventory = inventory_svc::startup::Application::build(&InventoryConfig::with_service(service))
+        .await
+        .expect("inventory-svc builds");
     let shutdown = CancellationToken::new();
     let inventory_url = format!("http://{}", inventory.addr());
     tokio::spawn(inventory.run_until_stopped(shutdown.clone()));

@@ -5,11 +5,12 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_init;
+mod m20261203_000001_catalog;
 
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_init::Migration)]
+        vec![Box::new(m20261121_000001_init::Migration), Box::new(m20261203_000001_catalog::Migration)]
     }
 }

@@ -7,6 +7,7 @@ mod reservation;
 
 pub use error::InventoryError;
 pub use product::{
-    NewProduct, Page, PageRequest, Price, Product, ProductId, ProductName, ProductQuery, ProductSort, StockLevel,
+    NewProduct, Page, PageRequest, Price, Product, ProductId, ProductImport, ProductName, ProductQuery, ProductSort,
+    StockLevel,
 };
 pub use reservation::{MAX_LINES, Quantity, ReservationRequest, ReservedLine, StockLine};

@@ -94,6 +94,25 @@ pub struct NewProduct {
     pub stock: StockLevel,
 }
 
+/// 1..=1,000 products created in one transaction (a bulk load, a catalog import).
+#[derive(Clone, Debug)]
+pub struct ProductImport(Vec<NewProduct>);
+
+impl ProductImport {
+    pub const MAX_PRODUCTS: usize = 1_000;
+
+    pub fn parse(products: Vec<NewProduct>) -> Result<Self, InventoryError> {
+        if products.is_empty() || products.len() > Self::MAX_PRODUCTS {
+            return Err(InventoryError::validation("products", "products must hold 1..=1000 products"));
+        }
+        Ok(Self(products))
+    }
+
+    pub fn products(&self) -> &[NewProduct] {
+        &self.0
+    }
+}
+
 /// A product as stored. `version` grows by one with every change of the row.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Product {
@@ -170,7 +189,7 @@ impl ProductQuery {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub page: u64,

@@ -1,15 +1,23 @@
 //! Persistence of the inventory: the only module that speaks SQL (MySQL via sea-orm) or
-//! talks to Redis.
+//! talks to Redis. `catalog` (with `fold` and `search`, the name index) creates and lists
+//! products; `list_cache` caches pages; `cache` single products.
 
 mod cache;
+mod catalog;
 mod entity;
+mod fold;
 mod hot_reservations;
+mod list_cache;
 mod products;
 mod reservations;
+mod search;
 
 pub use cache::ProductCache;
+pub use catalog::{CatalogStat, Created, NameMatch, backfill, count, create, page, stat};
+pub use fold::{CollationFold, NAME_COLLATION};
 pub use hot_reservations::{HotReservation, reserve_batch};
-pub use products::{create, get, list, set_stock};
+pub use list_cache::ListCache;
+pub use products::{get, set_stock};
 pub use reservations::{Released, Reserved, release, reserve};
 
 use crate::domain::InventoryError;

@@ -1,37 +1,10 @@
-//! Product rows: create, read, list, and the absolute stock write with its version check.
+//! Product rows: read one, and the absolute stock write with its version check.
 
-use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
-use sea_orm::{
-    ActiveValue, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Statement};
 
 use super::entity::product;
 use super::store_err;
-use crate::domain::{InventoryError, NewProduct, Page, Product, ProductId, ProductQuery, ProductSort, StockLevel};
-
-pub async fn create(db: &DatabaseConnection, new: NewProduct) -> Result<Product, InventoryError> {
-    let now = kit::time::now_millis();
-    let row = product::ActiveModel {
-        id: ActiveValue::NotSet,
-        name: ActiveValue::Set(new.name.as_str().to_owned()),
-        price: ActiveValue::Set(new.price.get()),
-        stock: ActiveValue::Set(new.stock.get()),
-        version: ActiveValue::Set(1),
-        created_at: ActiveValue::Set(now.naive_utc()),
-        updated_at: ActiveValue::Set(now.naive_utc()),
-    };
-    let id = product::Entity::insert(row).exec(db).await.map_err(store_err)?.last_insert_id;
-    Ok(Product {
-        id,
-        name: new.name.as_str().to_owned(),
-        price: new.price.get(),
-        stock: new.stock.get(),
-        version: 1,
-        created_at: now,
-        updated_at: now,
-    })
-}
+use crate::domain::{InventoryError, Product, ProductId, StockLevel};
 
 pub async fn get(db: &DatabaseConnection, id: ProductId) -> Result<Product, InventoryError> {
     product::Entity::find_by_id(id.get())
@@ -40,47 +13,6 @@ pub async fn get(db: &DatabaseConnection, id: ProductId) -> Result<Product, Inve
         .map_err(store_err)?
         .map(Product::from)
         .ok_or(InventoryError::ProductNotFound(id))
-}
-
-/// `LIKE` treats `%` and `_` as wildcards; a user searching for them means them literally.
-fn like_pattern(needle: &str) -> String {
-    let mut escaped = String::with_capacity(needle.len() + 2);
-    escaped.push('%');
-    for c in needle.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped.push('%');
-    escaped
-}
-
-pub async fn list(db: &DatabaseConnection, query: &ProductQuery) -> Result<Page<Product>, InventoryError> {
-    let mut select = product::Entity::find();
-    if let Some(needle) = &query.name_contains {
-        // The schema's collation (utf8mb4_unicode_ci) makes LIKE case-insensitive.
-        select = select.filter(Expr::col(product::Column::Name).like(LikeExpr::new(like_pattern(needle)).escape('\\')));
-    }
-    let total_items = select.clone().count(db).await.map_err(store_err)?;
-    use sea_orm::Order::{Asc, Desc};
-    let ordered = match query.sort {
-        ProductSort::Id => select.order_by(product::Column::Id, Asc),
-        ProductSort::Name => select.order_by(product::Column::Name, Asc).order_by(product::Column::Id, Asc),
-        ProductSort::PriceAsc => select.order_by(product::Column::Price, Asc).order_by(product::Column::Id, Asc),
-        ProductSort::PriceDesc => select.order_by(product::Column::Price, Desc).order_by(product::Column::Id, Asc),
-        ProductSort::Newest => select.order_by(product::Column::CreatedAt, Desc).order_by(product::Column::Id, Desc),
-    };
-    let items = ordered
-        .offset(query.page.offset())
-        .limit(query.page.size())
-        .all(db)
-        .await
-        .map_err(store_err)?
-        .into_iter()
-        .map(Product::from)
-        .collect();
-    Ok(Page { items, page: query.page.page(), size: query.page.size(), total_items })
 }
 
 /// Sets the stock absolutely. With `expected_version`, only if that version is current:
@@ -133,12 +65,4 @@ pub(super) async fn versions<C: ConnectionTrait>(txn: &C, ids: &[i64]) -> Result
             ))
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn like_wildcards_are_escaped() {
-        assert_eq!(super::like_pattern("50%_off"), "%50\\%\\_off%");
-    }
 }

@@ -1,5 +1,4 @@
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use inventory_svc::config::InventoryConfig;
 use inventory_svc::startup::Application;
@@ -37,7 +36,7 @@ pub async fn spawn_app_with(hot_batch_max: usize) -> TestApp {
     let mut service = kit::testing::service_settings(&schema, &prefix);
     service.db_max_connections = 24;
     service.shutdown_drain_ms = 300;
-    let config = InventoryConfig { service, cache_ttl: Duration::from_secs(30), hot_batch_max };
+    let config = InventoryConfig { hot_batch_max, ..InventoryConfig::with_service(service) };
     let app = Application::build(&config).await.expect("inventory-svc builds");
     let addr: SocketAddr = app.addr();
     let shutdown = CancellationToken::new();

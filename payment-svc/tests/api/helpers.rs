@@ -100,8 +100,7 @@ pub async fn start_inventory(prefix: &str, addr: Option<SocketAddr>, stop: Cance
     if let Some(addr) = addr {
         service.grpc_addr = addr;
     }
-    let config =
-        inventory_svc::config::InventoryConfig { service, cache_ttl: Duration::from_secs(30), hot_batch_max: 256 };
+    let config = inventory_svc::config::InventoryConfig::with_service(service);
     let app = inventory_svc::startup::Application::build(&config).await.expect("inventory-svc builds");
     let addr = app.addr();
     tokio::spawn(app.run_until_stopped(stop));

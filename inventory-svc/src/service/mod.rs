@@ -1,12 +1,17 @@
 //! The inventory's use cases: domain values in, domain values out, with the store and
 //! the product cache kept consistent (every write invalidates after it commits).
+//! `catalog`: creating, listing and searching products.
+
+mod catalog;
+
+pub use catalog::Catalog;
 
 use kit::batch::Combiner;
 use kit::saga::SagaRef;
 use sea_orm::DatabaseConnection;
 
 use crate::domain::{
-    InventoryError, NewProduct, Page, Product, ProductId, ProductQuery, ReservationRequest, StockLevel,
+    InventoryError, NewProduct, Page, Product, ProductId, ProductImport, ProductQuery, ReservationRequest, StockLevel,
 };
 use crate::store::{self, HotReservation, ProductCache, Released, Reserved};
 
@@ -20,6 +25,7 @@ const RESERVE_LANES: u64 = 8;
 pub struct Inventory {
     db: DatabaseConnection,
     cache: ProductCache,
+    catalog: Catalog,
     /// Coalesces concurrent single-line reservations per product; `None` = one transaction each.
     hot_rows: Option<HotRows>,
 }
@@ -27,7 +33,7 @@ pub struct Inventory {
 impl Inventory {
     /// `hot_batch_max`: most single-line reservations (of one hot product or of many)
     /// decided in one transaction; 0 turns coalescing off.
-    pub fn new(db: DatabaseConnection, cache: ProductCache, hot_batch_max: usize) -> Self {
+    pub fn new(db: DatabaseConnection, cache: ProductCache, catalog: Catalog, hot_batch_max: usize) -> Self {
         let hot_rows = (hot_batch_max > 0).then(|| {
             let db = db.clone();
             Combiner::new(hot_batch_max, move |_lane, items: Vec<HotReservation>| {
@@ -35,13 +41,18 @@ impl Inventory {
                 async move { store::reserve_batch(&db, &items).await }
             })
         });
-        Self { db, cache, hot_rows }
+        Self { db, cache, catalog, hot_rows }
     }
 
     pub async fn create(&self, new: NewProduct) -> Result<Product, InventoryError> {
-        let product = store::create(&self.db, new).await?;
+        let product = self.catalog.create(new).await?;
         self.cache.put(&product).await;
         Ok(product)
+    }
+
+    /// Creates every product of `import` in one transaction; their ids, in order.
+    pub async fn import(&self, import: &ProductImport) -> Result<Vec<i64>, InventoryError> {
+        self.catalog.import(import).await
     }
 
     pub async fn get(&self, id: ProductId) -> Result<Product, InventoryError> {
@@ -56,7 +67,7 @@ impl Inventory {
     }
 
     pub async fn list(&self, query: &ProductQuery) -> Result<Page<Product>, InventoryError> {
-        store::list(&self.db, query).await
+        self.catalog.list(query).await
     }
 
     pub async fn set_stock(

@@ -1,0 +1,138 @@
+//! Redis cache of catalog pages and of name-query counts, never the record (MySQL is).
+//!
+//! Every value carries the catalog generation it was read at (`"<generation>|<payload>"`), and
+//! Redis keeps the newest generation the service has seen (raised after each create commits).
+//! A value older than that is a miss: a product created is in every listing served after its
+//! create answered, with no keys to hunt down. Pages expire after a short TTL, so the stock a
+//! listing shows lags by at most that; counts depend only on names, so they live as long as
+//! their generation is current (bounded by their own TTL). Without the generation key (Redis
+//! restarted or evicted it) nothing cached is trusted. Redis trouble only costs cache hits.
+
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use crate::domain::{Page, Product};
+
+/// Raises the generation, never lowers it.
+const RAISE: &str = r"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+";
+
+#[derive(Clone)]
+pub struct ListCache {
+    conn: ConnectionManager,
+    prefix: String,
+    page_ttl: Duration,
+    count_ttl: Duration,
+    raise: Script,
+}
+
+/// A cached value and the newest generation, read in one round trip.
+struct Lookup {
+    current: Option<u64>,
+    value: Option<(u64, String)>,
+}
+
+impl ListCache {
+    /// `page_ttl` of zero turns page caching off (counts are still cached).
+    pub fn new(conn: ConnectionManager, key_prefix: &str, page_ttl: Duration, count_ttl: Duration) -> Self {
+        Self { conn, prefix: format!("{key_prefix}inventory:catalog:"), page_ttl, count_ttl, raise: Script::new(RAISE) }
+    }
+
+    fn generation_key(&self) -> String {
+        format!("{}generation", self.prefix)
+    }
+
+    pub async fn page(&self, key: &str) -> Option<Page<Product>> {
+        if self.page_ttl.is_zero() {
+            return None;
+        }
+        let json = self.fresh(&format!("{}page:{key}", self.prefix)).await?;
+        serde_json::from_str(&json).ok()
+    }
+
+    pub async fn put_page(&self, key: &str, generation: u64, page: &Page<Product>) {
+        if self.page_ttl.is_zero() {
+            return;
+        }
+        if let Ok(json) = serde_json::to_string(page) {
+            self.put(&format!("{}page:{key}", self.prefix), generation, &json, self.page_ttl).await;
+        }
+    }
+
+    /// The number of products matching a folded name query at the current generation.
+    pub async fn count(&self, filter: &str) -> Option<u64> {
+        self.fresh(&format!("{}count:{filter}", self.prefix)).await?.parse().ok()
+    }
+
+    pub async fn put_count(&self, filter: &str, generation: u64, count: u64) {
+        self.put(&format!("{}count:{filter}", self.prefix), generation, &count.to_string(), self.count_ttl).await;
+    }
+
+    /// Records that the catalog reached `generation` (after a create committed, or when a
+    /// read saw a newer one than Redis holds).
+    pub async fn advance(&self, generation: u64) {
+        let mut conn = self.conn.clone();
+        let raised: redis::RedisResult<i64> =
+            self.raise.key(self.generation_key()).arg(generation).invoke_async(&mut conn).await;
+        if let Err(err) = raised {
+            tracing::warn!(error = %err, "catalog generation not raised in Redis; cached pages expire by TTL");
+        }
+    }
+
+    /// The newest generation Redis knows, `None` when it knows none (or cannot answer).
+    pub async fn generation(&self) -> Option<u64> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = redis::cmd("GET").arg(self.generation_key()).query_async(&mut conn).await.ok()?;
+        raw?.parse().ok()
+    }
+
+    /// The payload under `key` if it was read at the current generation or later.
+    async fn fresh(&self, key: &str) -> Option<String> {
+        let lookup = self.lookup(key).await?;
+        let current = lookup.current?;
+        let (generation, payload) = lookup.value?;
+        (generation >= current).then_some(payload)
+    }
+
+    async fn lookup(&self, key: &str) -> Option<Lookup> {
+        let mut conn = self.conn.clone();
+        let (current, value): (Option<String>, Option<String>) = match redis::pipe()
+            .cmd("GET")
+            .arg(self.generation_key())
+            .cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::warn!(error = %err, "catalog cache read failed; reading MySQL");
+                return None;
+            }
+        };
+        let value = value.and_then(|v| {
+            let (generation, payload) = v.split_once('|')?;
+            Some((generation.parse().ok()?, payload.to_owned()))
+        });
+        Some(Lookup { current: current.and_then(|c| c.parse().ok()), value })
+    }
+
+    async fn put(&self, key: &str, generation: u64, payload: &str, ttl: Duration) {
+        let mut conn = self.conn.clone();
+        let written: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(key)
+            .arg(format!("{generation}|{payload}"))
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut conn)
+            .await;
+        if let Err(err) = written {
+            tracing::warn!(error = %err, "catalog cache write failed");
+        }
+    }
+}
