@@ -5,6 +5,7 @@
 //! each scenario, and the summary. Each service's module says which scenarios run and
 //! which targets apply.
 
+pub mod catalog;
 pub mod checkout;
 pub mod coupon;
 pub mod inventory;
@@ -40,6 +41,9 @@ pub struct Deployment {
     /// REST only: the tokens sent; a spawned gateway gets `GATEWAY_AUTH=on` with their
     /// public key, or `off` when this is `None`.
     pub credentials: Option<Arc<Credentials>>,
+    /// REST only: the gRPC address of the running service behind the gateway (a spawned
+    /// one's is known), for setup without a REST route.
+    pub backend: Option<String>,
 }
 
 impl Deployment {
@@ -100,6 +104,7 @@ where
         data_platform: platform.as_ref().map(|p| p.url.clone()),
         source_addresses: d.source_addresses,
         credentials: d.credentials.clone(),
+        backend: spawned.iter().find(|s| s.schema.is_some()).map(|s| s.url.clone()).or_else(|| d.backend.clone()),
     };
     let reports = scenarios(target).await;
     let memory = spawned.iter().map(|s| (s.binary(), s.memory())).collect();

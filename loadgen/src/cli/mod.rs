@@ -1,6 +1,7 @@
 //! Command line: one subcommand per scenario, plus `bench <service>` that chains them.
 //! Each service's subcommands and their arguments live in its own module.
 
+mod catalog;
 mod checkout;
 mod coupon;
 mod inventory;
@@ -80,6 +81,9 @@ enum BenchCommand {
     /// raw-mysql-checkout-tx, raw-mysql-hot-update, then through the gateway the checkout
     /// saga on distinct rows and on one hot product.
     Checkout(checkout::BenchCheckoutArgs),
+    /// A bulk load of generated products, raw-mysql-list-page, then listing and name search
+    /// through the gateway.
+    Catalog(catalog::BenchCatalogArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -150,6 +154,7 @@ impl GrpcArgs {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             source_addresses: 1,
             credentials: None,
+            backend: None,
         }
     }
 }
@@ -214,6 +219,7 @@ impl HttpArgs {
             data_platform: None,
             source_addresses: self.client.source_addresses(),
             credentials: None,
+            backend: None,
         }
     }
 
@@ -236,6 +242,7 @@ impl HttpArgs {
             request_timeout: t.request_timeout,
             source_addresses: t.source_addresses,
             credentials,
+            backend: None,
         })
     }
 }
@@ -260,6 +267,7 @@ fn target(grpc: &GrpcArgs, ledger: Option<Ledger>) -> Target {
         data_platform: None,
         source_addresses: 1,
         credentials: None,
+        backend: None,
     }
 }
 
@@ -290,6 +298,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<bool> {
         Command::Bench(BenchCommand::Points(a)) => points::bench(a).await,
         Command::Bench(BenchCommand::Coupon(a)) => coupon::bench(a).await,
         Command::Bench(BenchCommand::Checkout(a)) => checkout::bench(a).await,
+        Command::Bench(BenchCommand::Catalog(a)) => catalog::bench(a).await,
     }
 }
 

@@ -7,6 +7,7 @@ mod onehop;
 mod redis_gate;
 
 pub use self::checkout_tx::{SCENARIO as CHECKOUT_TX, mysql_checkout_tx};
+pub(crate) use self::mysql::label;
 pub use self::mysql::{HotRow, POINT_BALANCE, PRODUCT_STOCK, mysql_hot_update};
 pub use self::onehop::{OneHop, SCENARIO as ONEHOP_GATE, onehop_gate};
 pub use self::redis_gate::{ADMIT, GateRace, redis_gate};

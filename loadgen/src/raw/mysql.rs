@@ -52,7 +52,7 @@ pub static POINT_BALANCE: HotRow = HotRow {
     counts_updates: false,
 };
 
-pub(super) fn label(err: &DbErr) -> String {
+pub(crate) fn label(err: &DbErr) -> String {
     match err {
         DbErr::ConnectionAcquire(_) => "ConnectionAcquire",
         DbErr::Conn(_) => "Connection",

@@ -163,6 +163,7 @@ pub async fn onehop_gate(redis_url: &str, cfg: &OneHop, limits: Limits) -> anyho
         source_addresses: cfg.source_addresses,
         // A monolith's gate, without the gateway's token checks.
         credentials: None,
+        backend: None,
     };
     let raced = coupon::race(SCENARIO, &target, &cfg.race, limits).await;
     drop(server);

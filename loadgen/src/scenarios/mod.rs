@@ -1,6 +1,7 @@
 //! Scenarios: each sets up its data, drives it with [`crate::driver::run_loop`] and
 //! returns a [`crate::report::Report`] with the checks it could verify afterwards.
 
+pub mod catalog;
 pub mod checkout;
 pub mod coupon;
 pub mod inventory;
@@ -38,6 +39,9 @@ pub struct Target {
     pub source_addresses: usize,
     /// REST only: the tokens to send, `None` for a gateway with authentication off.
     pub credentials: Option<Arc<Credentials>>,
+    /// REST only: the gRPC address of the service behind the gateway, when loadgen knows it,
+    /// for setup that has no REST route (the catalog's bulk load).
+    pub backend: Option<String>,
 }
 
 #[derive(Clone, Debug)]

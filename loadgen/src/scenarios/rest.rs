@@ -299,6 +299,7 @@ mod tests {
             data_platform: None,
             source_addresses,
             credentials: None,
+            backend: None,
         }
     }
 
