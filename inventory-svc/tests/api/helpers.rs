@@ -18,6 +18,8 @@ pub struct TestApp {
     pub client: Client,
     pub schema: String,
     pub redis_prefix: String,
+    /// The MySQL server holding `schema`.
+    pub mysql_url: String,
     shutdown: CancellationToken,
 }
 
@@ -30,25 +32,46 @@ pub async fn spawn_app() -> TestApp {
 pub const RESERVATION_MODES: [usize; 2] = [256, 0];
 
 pub async fn spawn_app_with(hot_batch_max: usize) -> TestApp {
+    spawn_app_configured(|config| config.hot_batch_max = hot_batch_max).await
+}
+
+/// An app whose settings the test adjusts (read replicas, cache TTLs, another MySQL).
+pub async fn spawn_app_configured(adjust: impl FnOnce(&mut InventoryConfig)) -> TestApp {
     kit::testing::install_crypto_provider();
     let prefix = kit::testing::unique_prefix();
-    let schema = format!("{prefix}inventory");
-    let mut service = kit::testing::service_settings(&schema, &prefix);
+    let mut service = kit::testing::service_settings(&format!("{prefix}inventory"), &prefix);
     service.db_max_connections = 24;
     service.shutdown_drain_ms = 300;
-    let config = InventoryConfig { hot_batch_max, ..InventoryConfig::with_service(service) };
+    let mut config = InventoryConfig::with_service(service);
+    adjust(&mut config);
     let app = Application::build(&config).await.expect("inventory-svc builds");
     let addr: SocketAddr = app.addr();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let client = InventoryServiceClient::connect(format!("http://{addr}")).await.expect("connects");
-    TestApp { addr, client, schema, redis_prefix: prefix, shutdown }
+    let (schema, redis_prefix) = (config.service.database.clone(), config.service.redis_key_prefix.clone());
+    let mysql_url = config.service.mysql_url.clone();
+    TestApp { addr, client, schema, redis_prefix, mysql_url, shutdown }
 }
 
 impl TestApp {
     /// What SIGTERM does in production.
     pub fn begin_shutdown(&self) {
         self.shutdown.cancel();
+    }
+
+    pub async fn list(&self, name: &str, sort: pb::ProductSort, page: i64, size: i64) -> pb::ListProductsResponse {
+        let req = pb::ListProductsRequest { name_contains: name.into(), sort: sort as i32, page, size };
+        self.client.clone().list_products(req).await.expect("listing answers").into_inner()
+    }
+
+    pub async fn import(&self, products: &[(String, i64, i64)]) -> Vec<i64> {
+        let products = products
+            .iter()
+            .map(|(name, price, stock)| pb::CreateProductRequest { name: name.clone(), price: *price, stock: *stock })
+            .collect();
+        let req = pb::ImportProductsRequest { products };
+        self.client.clone().import_products(req).await.expect("products imported").into_inner().ids
     }
 
     pub async fn create_product(&self, name: &str, price: i64, stock: i64) -> pb::Product {
@@ -76,7 +99,7 @@ impl TestApp {
     }
 
     pub async fn db(&self) -> DatabaseConnection {
-        Database::connect(format!("{}/{}", kit::testing::mysql_url(), self.schema)).await.unwrap()
+        Database::connect(format!("{}/{}", self.mysql_url, self.schema)).await.unwrap()
     }
 
     pub async fn reserve(&self, saga_id: &str, lines: &[(i64, i64)]) -> Result<pb::ReserveStockResponse, ServiceError> {

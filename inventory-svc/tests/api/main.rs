@@ -1,7 +1,9 @@
 //! inventory-svc over real gRPC on loopback, against the local MariaDB and Redis.
 
+mod catalog;
 mod config;
 mod helpers;
 mod products;
+mod replicas;
 mod reservations;
 mod shutdown;

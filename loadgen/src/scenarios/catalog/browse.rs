@@ -65,10 +65,8 @@ fn judge(body: &[u8], path: &str, term: Option<&str>, products: Option<u64>) -> 
     };
     let number = page["page"].as_u64().unwrap_or(0);
     if term.is_none() {
-        if let Some(products) = products {
-            if total != products {
-                return Outcome::Error("totalItems is not the catalog's size".into());
-            }
+        if products.is_some_and(|products| total != products) {
+            return Outcome::Error("totalItems is not the catalog's size".into());
         }
         let expected = total.saturating_sub(number * PAGE_SIZE).min(PAGE_SIZE);
         if items.len() as u64 != expected {

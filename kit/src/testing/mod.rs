@@ -96,3 +96,6 @@ impl Drop for RedisNode {
         self.stop();
     }
 }
+
+mod mariadb;
+pub use mariadb::MariadbNode;
