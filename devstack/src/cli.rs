@@ -79,6 +79,10 @@ pub struct StackArgs {
     /// Server that holds the four schemas.
     #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
     pub mysql_url: String,
+    /// Repeatable: read replicas of that server, for catalog listing and search
+    /// (inventory-svc's `INVENTORY_MYSQL_READ_URL`).
+    #[arg(long = "mysql-read-url")]
+    pub mysql_read_urls: Vec<String>,
     /// Repeatable: the first is the cache/coupon store, all of them are the Redlock quorum.
     #[arg(long = "redis-url")]
     pub redis_urls: Vec<String>,

@@ -87,6 +87,9 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>, public_key: Op
                 (format!("{p}REDIS_KEY_PREFIX"), args.db_prefix.clone()),
                 (format!("{p}DB_MAX_CONNECTIONS"), "8".to_owned()),
             ];
+            if svc.name == "inventory" && !args.mysql_read_urls.is_empty() {
+                env.push((format!("{p}MYSQL_READ_URL"), args.mysql_read_urls.join(",")));
+            }
             if svc.name == "payment" {
                 env.push((format!("{p}REDLOCK_URLS"), redis.join(",")));
                 for (name, urls) in &service_urls {
@@ -114,4 +117,28 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>, public_key: Op
         addr: format!("http 127.0.0.1:{}", args.gateway_port),
     });
     Ok(Plan { processes, gateway_url: format!("http://127.0.0.1:{}", args.gateway_port) })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    #[test]
+    fn read_replicas_go_to_inventory_only() {
+        let args =
+            ["devstack", "--mysql-read-url", "mysql://root@127.0.0.1:3307", "--mysql-read-url", "mysql://r@h:3308"];
+        let cli = Cli::try_parse_from(args).unwrap();
+        let plan = build(&cli.stack, None, None).unwrap();
+        let read_url = |service: &str| {
+            let spec = plan.processes.iter().find(|p| p.service == service).unwrap();
+            spec.env.iter().find(|(k, _)| k.ends_with("MYSQL_READ_URL")).map(|(_, v)| v.clone())
+        };
+        assert_eq!(read_url("inventory").as_deref(), Some("mysql://root@127.0.0.1:3307,mysql://r@h:3308"));
+        assert_eq!(read_url("payment"), None);
+        let plain = build(&Cli::try_parse_from(["devstack"]).unwrap().stack, None, None).unwrap();
+        assert!(plain.processes.iter().all(|p| p.env.iter().all(|(k, _)| !k.ends_with("MYSQL_READ_URL"))));
+    }
 }

@@ -68,6 +68,7 @@ async fn scenarios(
             loaded.elapsed.as_secs_f64(),
             loaded.per_second()
         );
+        settle(&cfg.deployment.mysql_url).await?;
     }
     let mut reports = Vec::new();
     if let Some(ledger) = &target.ledger {
@@ -85,6 +86,37 @@ async fn scenarios(
     let search = browse(BrowseKind::Search, cfg.search_pages);
     reports.push(printed(catalog::browse(target, &search, cfg.limits, counters)).await?);
     Ok(reports)
+}
+
+/// Waits until MySQL has written back what the load left dirty (at most two minutes): a
+/// measurement that starts sooner measures InnoDB's page flushing, not the catalog.
+async fn settle(mysql_url: &str) -> anyhow::Result<()> {
+    let db = Database::connect(mysql_url).await.context("cannot watch MySQL settle")?;
+    let status = |name: &'static str| {
+        let db = db.clone();
+        async move {
+            let sql = format!("SHOW GLOBAL STATUS LIKE '{name}'");
+            let row = db.query_one_raw(Statement::from_string(DbBackend::MySql, sql)).await?;
+            let value: String = row.map(|r| r.try_get_by_index(1)).transpose()?.unwrap_or_default();
+            anyhow::Ok(value.parse::<u64>().unwrap_or(0))
+        }
+    };
+    let started = std::time::Instant::now();
+    let total = status("Innodb_buffer_pool_pages_total").await?;
+    loop {
+        let dirty = status("Innodb_buffer_pool_pages_dirty").await?;
+        if dirty <= (total / 100).max(100) || started.elapsed() > Duration::from_secs(120) {
+            println!(
+                "mysql settled in {:.1} s: {dirty} dirty pages of {total} ({} MiB buffer pool)",
+                started.elapsed().as_secs_f64(),
+                total * 16 / 1024
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = db.close().await;
+    Ok(())
 }
 
 const RAW_SORTS: [&str; 5] =
