@@ -24,8 +24,9 @@ struct Extras {
     read_timeout_ms: u64,
     /// How long a cached list page is served: the most a listing's stock may lag (0 = off).
     list_cache_ttl_ms: u64,
-    /// How long the count of a name query is kept while no product is created.
-    count_cache_ttl_ms: u64,
+    /// How long a name query's ranking (total and first ids of every sort) is kept while no
+    /// product is created.
+    search_cache_ttl_ms: u64,
 }
 
 impl Default for Extras {
@@ -37,7 +38,7 @@ impl Default for Extras {
             read_max_lag_ms: 1_000,
             read_timeout_ms: 1_000,
             list_cache_ttl_ms: 1_000,
-            count_cache_ttl_ms: 300_000,
+            search_cache_ttl_ms: 300_000,
         }
     }
 }
@@ -50,7 +51,7 @@ pub struct InventoryConfig {
     /// `urls` empty: every read on the primary.
     pub replicas: ReplicaSettings,
     pub list_cache_ttl: Duration,
-    pub count_cache_ttl: Duration,
+    pub search_cache_ttl: Duration,
 }
 
 impl InventoryConfig {
@@ -82,7 +83,7 @@ impl InventoryConfig {
             hot_batch_max: extras.hot_batch_max,
             replicas,
             list_cache_ttl: Duration::from_millis(extras.list_cache_ttl_ms),
-            count_cache_ttl: Duration::from_millis(extras.count_cache_ttl_ms.max(1)),
+            search_cache_ttl: Duration::from_millis(extras.search_cache_ttl_ms.max(1)),
         }
     }
 }

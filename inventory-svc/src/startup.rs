@@ -33,7 +33,7 @@ impl Application {
         } else {
             ReadRouter::start(db.clone(), &config.replicas, background.clone()).await?
         };
-        let pages = ListCache::new(redis, &settings.redis_key_prefix, config.list_cache_ttl, config.count_cache_ttl);
+        let pages = ListCache::new(redis, &settings.redis_key_prefix, config.list_cache_ttl, config.search_cache_ttl);
         let catalog = Catalog::new(reads, pages);
         tokio::spawn(backfill(catalog.clone(), background.clone()));
         let inventory = Inventory::new(db, cache, catalog, config.hot_batch_max);

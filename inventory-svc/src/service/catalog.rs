@@ -2,20 +2,28 @@
 //! Redis page cache kept in step.
 //!
 //! A listing is read, on one source (a current replica, else the primary), as: the catalog's
-//! counters and generation first, then the page (and, for a name query, the count), so what
-//! is cached is at least as new as the generation it is filed under.
+//! counters and generation first, then the page, so what is cached is at least as new as the
+//! generation it is filed under. A name query is ranked once per generation (one pass over its
+//! matches gives the exact total and the first ids of every sort; `ranked`), concurrent misses
+//! sharing that pass (`flights`); its pages are then slices of the ranking, read by id.
 
+use std::sync::Arc;
+
+use futures::FutureExt;
 use kit::replicas::ReadRouter;
 use sea_orm::DatabaseConnection;
 
+use super::flights::Flights;
+use super::ranked::{Ranked, SORTS, page_of};
 use crate::domain::{InventoryError, NewProduct, Page, Product, ProductImport, ProductQuery};
-use crate::store::{self, CollationFold, ListCache, NameMatch};
+use crate::store::{self, CatalogStat, CollationFold, ListCache, NameMatch};
 
 #[derive(Clone)]
 pub struct Catalog {
     reads: ReadRouter,
     fold: CollationFold,
     cache: ListCache,
+    rankings: Arc<Flights<Ranked>>,
 }
 
 /// A name query folded: its codes, and the key they give it in the cache.
@@ -26,7 +34,7 @@ struct FoldedName {
 
 impl Catalog {
     pub fn new(reads: ReadRouter, cache: ListCache) -> Self {
-        Self { reads, fold: CollationFold::default(), cache }
+        Self { reads, fold: CollationFold::default(), cache, rankings: Arc::default() }
     }
 
     fn primary(&self) -> &DatabaseConnection {
@@ -82,22 +90,68 @@ impl Catalog {
     ) -> Result<(Page<Product>, u64), InventoryError> {
         let stat = store::stat(&db).await?;
         let (items, total_items) = match (&query.name_contains, name) {
-            (Some(needle), Some(folded)) => {
-                let matcher = NameMatch::new(needle, stat.index_ready.then_some(folded.codes.as_slice()));
-                let total = match self.cache.count(&folded.key).await {
-                    Some(total) => total,
-                    None => {
-                        let total = store::count(&db, &matcher).await?;
-                        self.cache.put_count(&folded.key, stat.generation, total).await;
-                        total
-                    }
-                };
-                (store::page(&db, query, Some(&matcher)).await?, total)
-            }
+            (Some(needle), Some(folded)) => self.search_page(&db, &stat, query, needle, folded).await?,
             _ => (store::page(&db, query, None).await?, stat.products),
         };
         let page = Page { items, page: query.page.page(), size: query.page.size(), total_items };
         Ok((page, stat.generation))
+    }
+
+    async fn search_page(
+        &self,
+        db: &DatabaseConnection,
+        stat: &CatalogStat,
+        query: &ProductQuery,
+        needle: &str,
+        folded: &FoldedName,
+    ) -> Result<(Vec<Product>, u64), InventoryError> {
+        let sort = format!("{:?}", query.sort);
+        let (total, ids) = match self.cache.ranking(&sort, &folded.key).await {
+            Some(hit) => hit,
+            None => {
+                let ranked = self.rank(db, stat, needle, folded).await?;
+                (ranked.total, ranked.list(query.sort).to_vec())
+            }
+        };
+        let items = match page_of(total, &ids, query.page.offset(), query.page.size()) {
+            Some(page_ids) => store::by_ids(db, page_ids).await?,
+            None => {
+                let matcher = NameMatch::new(needle, stat.index_ready.then_some(folded.codes.as_slice()));
+                store::page(db, query, Some(&matcher)).await?
+            }
+        };
+        Ok((items, total))
+    }
+
+    /// Ranks a name query at `stat`'s generation (one pass, shared by concurrent callers) and
+    /// caches the ranking under that generation.
+    async fn rank(
+        &self,
+        db: &DatabaseConnection,
+        stat: &CatalogStat,
+        needle: &str,
+        folded: &FoldedName,
+    ) -> Result<Arc<Ranked>, InventoryError> {
+        let matcher = NameMatch::new(needle, stat.index_ready.then_some(folded.codes.as_slice()));
+        let (db, cache, key, generation) = (db.clone(), self.cache.clone(), folded.key.clone(), stat.generation);
+        let flight = format!("{generation}:{key}");
+        self.rankings
+            .join(flight, move || {
+                async move {
+                    let matches =
+                        store::matches(&db, &matcher).await.map_err(|err| Arc::<str>::from(err.to_string()))?;
+                    let ranked = Ranked::from_name_order(matches);
+                    metrics::counter!("inventory_search_rankings_total").increment(1);
+                    let names: Vec<String> = SORTS.iter().map(|sort| format!("{sort:?}")).collect();
+                    let lists: Vec<(&str, &[i64])> =
+                        SORTS.iter().zip(&names).map(|(sort, name)| (name.as_str(), ranked.list(*sort))).collect();
+                    cache.put_rankings(&key, generation, ranked.total, &lists).await;
+                    Ok(Arc::new(ranked))
+                }
+                .boxed()
+            })
+            .await
+            .map_err(|cause| InventoryError::Store(anyhow::anyhow!("ranking a name query failed: {cause}")))
     }
 }
 

@@ -1,8 +1,11 @@
 //! The inventory's use cases: domain values in, domain values out, with the store and
 //! the product cache kept consistent (every write invalidates after it commits).
-//! `catalog`: creating, listing and searching products.
+//! `catalog`: creating, listing and searching products (`ranked`: a name query's matches in
+//! every order; `flights`: concurrent misses share one read).
 
 mod catalog;
+mod flights;
+mod ranked;
 
 pub use catalog::Catalog;
 

@@ -143,20 +143,55 @@ pub async fn page(
     Ok(rows.into_iter().map(Product::from).collect())
 }
 
-/// How many products match `name`.
-pub async fn count(db: &DatabaseConnection, name: &NameMatch) -> Result<u64, InventoryError> {
+/// One product matching a name query, with the keys every sort orders by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Match {
+    pub id: i64,
+    pub price: i64,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+/// Every product matching `name`, in the `name` sort's order (the collation's, as MySQL sorts
+/// it): one pass that gives the count and, re-sorted by the caller, every other order.
+pub async fn matches(db: &DatabaseConnection, name: &NameMatch) -> Result<Vec<Match>, InventoryError> {
     let (condition, values) = name.condition();
+    let order = order_by(ProductSort::Name);
     let stmt = Statement::from_sql_and_values(
         DbBackend::MySql,
-        format!("SELECT COUNT(*) FROM product p WHERE {condition}"),
+        format!("SELECT p.id, p.price, p.created_at FROM product p WHERE {condition} ORDER BY {order}"),
         values,
     );
-    let row = db.query_one_raw(stmt).await.map_err(store_err)?;
-    let count: i64 = match row {
-        Some(row) => row.try_get_by_index(0).map_err(store_err)?,
-        None => 0,
-    };
-    Ok(count as u64)
+    let rows = db.query_all_raw(stmt).await.map_err(store_err)?;
+    rows.iter()
+        .map(|row| {
+            Ok(Match {
+                id: row.try_get_by_index(0).map_err(store_err)?,
+                price: row.try_get_by_index(1).map_err(store_err)?,
+                created_at: row.try_get_by_index(2).map_err(store_err)?,
+            })
+        })
+        .collect()
+}
+
+/// The products of `ids`, in that order (ids that no longer exist are left out).
+pub async fn by_ids(db: &DatabaseConnection, ids: &[i64]) -> Result<Vec<Product>, InventoryError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = Statement::from_sql_and_values(
+        DbBackend::MySql,
+        format!("SELECT {COLUMNS} FROM product p WHERE p.id IN ({})", vec!["?"; ids.len()].join(", ")),
+        ids.iter().map(|&id| id.into()),
+    );
+    let mut rows: std::collections::HashMap<i64, Product> = product::Entity::find()
+        .from_raw_sql(stmt)
+        .all(db)
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .map(|row| (row.id, Product::from(row)))
+        .collect();
+    Ok(ids.iter().filter_map(|id| rows.remove(id)).collect())
 }
 
 /// Creates `new` products in one transaction with their index entries and the catalog's new

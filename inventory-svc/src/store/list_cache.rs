@@ -1,11 +1,12 @@
-//! Redis cache of catalog pages and of name-query counts, never the record (MySQL is).
+//! Redis cache of catalog pages and of name-query rankings, never the record (MySQL is).
 //!
 //! Every value carries the catalog generation it was read at (`"<generation>|<payload>"`), and
 //! Redis keeps the newest generation the service has seen (raised after each create commits).
 //! A value older than that is a miss: a product created is in every listing served after its
 //! create answered, with no keys to hunt down. Pages expire after a short TTL, so the stock a
-//! listing shows lags by at most that; counts depend only on names, so they live as long as
-//! their generation is current (bounded by their own TTL). Without the generation key (Redis
+//! listing shows lags by at most that; a name query's ranking (its total and first ids in each
+//! sort) depends only on what never changes after a create, so it lives as long as its
+//! generation is current (bounded by its own TTL). Without the generation key (Redis
 //! restarted or evicted it) nothing cached is trusted. Redis trouble only costs cache hits.
 
 use std::time::Duration;
@@ -27,7 +28,7 @@ pub struct ListCache {
     conn: ConnectionManager,
     prefix: String,
     page_ttl: Duration,
-    count_ttl: Duration,
+    ranking_ttl: Duration,
     raise: Script,
 }
 
@@ -38,9 +39,15 @@ struct Lookup {
 }
 
 impl ListCache {
-    /// `page_ttl` of zero turns page caching off (counts are still cached).
-    pub fn new(conn: ConnectionManager, key_prefix: &str, page_ttl: Duration, count_ttl: Duration) -> Self {
-        Self { conn, prefix: format!("{key_prefix}inventory:catalog:"), page_ttl, count_ttl, raise: Script::new(RAISE) }
+    /// `page_ttl` of zero turns page caching off (rankings are still cached).
+    pub fn new(conn: ConnectionManager, key_prefix: &str, page_ttl: Duration, ranking_ttl: Duration) -> Self {
+        Self {
+            conn,
+            prefix: format!("{key_prefix}inventory:catalog:"),
+            page_ttl,
+            ranking_ttl,
+            raise: Script::new(RAISE),
+        }
     }
 
     fn generation_key(&self) -> String {
@@ -64,13 +71,31 @@ impl ListCache {
         }
     }
 
-    /// The number of products matching a folded name query at the current generation.
-    pub async fn count(&self, filter: &str) -> Option<u64> {
-        self.fresh(&format!("{}count:{filter}", self.prefix)).await?.parse().ok()
+    /// A name query's ranking in one sort at the current generation: its total and first ids.
+    pub async fn ranking(&self, sort: &str, filter: &str) -> Option<(u64, Vec<i64>)> {
+        let payload = self.fresh(&format!("{}search:{sort}:{filter}", self.prefix)).await?;
+        let (total, ids) = payload.split_once('|')?;
+        let ids =
+            if ids.is_empty() { Vec::new() } else { ids.split(',').map(str::parse).collect::<Result<_, _>>().ok()? };
+        Some((total.parse().ok()?, ids))
     }
 
-    pub async fn put_count(&self, filter: &str, generation: u64, count: u64) {
-        self.put(&format!("{}count:{filter}", self.prefix), generation, &count.to_string(), self.count_ttl).await;
+    /// Stores a name query's ranking in every sort (`lists`: sort name and first ids).
+    pub async fn put_rankings(&self, filter: &str, generation: u64, total: u64, lists: &[(&str, &[i64])]) {
+        let mut pipe = redis::pipe();
+        for (sort, ids) in lists {
+            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+            pipe.cmd("SET")
+                .arg(format!("{}search:{sort}:{filter}", self.prefix))
+                .arg(format!("{generation}|{total}|{}", ids.join(",")))
+                .arg("PX")
+                .arg(self.ranking_ttl.as_millis().max(1) as u64)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        if let Err(err) = pipe.query_async::<()>(&mut conn).await {
+            tracing::warn!(error = %err, "search ranking not cached");
+        }
     }
 
     /// Records that the catalog reached `generation` (after a create committed, or when a

@@ -13,7 +13,7 @@ mod reservations;
 mod search;
 
 pub use cache::ProductCache;
-pub use catalog::{CatalogStat, Created, NameMatch, backfill, count, create, page, stat};
+pub use catalog::{CatalogStat, Created, Match, NameMatch, backfill, by_ids, create, matches, page, stat};
 pub use fold::{CollationFold, NAME_COLLATION};
 pub use hot_reservations::{HotReservation, reserve_batch};
 pub use list_cache::ListCache;
