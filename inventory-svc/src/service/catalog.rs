@@ -24,7 +24,13 @@ pub struct Catalog {
     fold: CollationFold,
     cache: ListCache,
     rankings: Arc<Flights<Ranked>>,
+    /// Ranking passes running at once: each reads every match of its query, so a burst of
+    /// cold queries queues here instead of thrashing MySQL and this process's memory.
+    passes: Arc<tokio::sync::Semaphore>,
 }
+
+/// See [`Catalog::passes`].
+const CONCURRENT_RANKINGS: usize = 4;
 
 /// A name query folded: its codes, and the key they give it in the cache.
 struct FoldedName {
@@ -34,7 +40,13 @@ struct FoldedName {
 
 impl Catalog {
     pub fn new(reads: ReadRouter, cache: ListCache) -> Self {
-        Self { reads, fold: CollationFold::default(), cache, rankings: Arc::default() }
+        Self {
+            reads,
+            fold: CollationFold::default(),
+            cache,
+            rankings: Arc::default(),
+            passes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_RANKINGS)),
+        }
     }
 
     fn primary(&self) -> &DatabaseConnection {
@@ -134,10 +146,12 @@ impl Catalog {
     ) -> Result<Arc<Ranked>, InventoryError> {
         let matcher = NameMatch::new(needle, stat.index_ready.then_some(folded.codes.as_slice()));
         let (db, cache, key, generation) = (db.clone(), self.cache.clone(), folded.key.clone(), stat.generation);
+        let passes = self.passes.clone();
         let flight = format!("{generation}:{key}");
         self.rankings
             .join(flight, move || {
                 async move {
+                    let _pass = passes.acquire_owned().await.map_err(|_| Arc::<str>::from("shutting down"))?;
                     let matches =
                         store::matches(&db, &matcher).await.map_err(|err| Arc::<str>::from(err.to_string()))?;
                     let ranked = Ranked::from_name_order(matches);

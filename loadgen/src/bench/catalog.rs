@@ -21,7 +21,8 @@ pub struct CatalogBench {
     /// Products loaded before the runs (0: use the catalog as it is).
     pub products: u64,
     pub clients: usize,
-    pub pace: Pace,
+    pub list_pace: Pace,
+    pub search_pace: Pace,
     pub raw_clients: usize,
     /// Listing pages visited: `0..=list_pages`.
     pub list_pages: u64,
@@ -77,7 +78,7 @@ async fn scenarios(
     let browse = |kind, max_page| Browse {
         kind,
         clients: cfg.clients,
-        pace: cfg.pace,
+        pace: if kind == BrowseKind::List { cfg.list_pace } else { cfg.search_pace },
         max_page,
         products: fresh.then_some(cfg.products),
     };

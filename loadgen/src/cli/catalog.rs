@@ -49,6 +49,12 @@ pub struct BenchCatalogArgs {
     redis_url: String,
     #[command(flatten)]
     pace: PaceArgs,
+    /// The listing phase's own open-loop rate, requests/s [default: --rate].
+    #[arg(long)]
+    list_rate: Option<f64>,
+    /// The search phase's own open-loop rate, requests/s [default: --rate].
+    #[arg(long)]
+    search_rate: Option<f64>,
     #[command(flatten)]
     pub(super) run: RunArgs,
 }
@@ -66,7 +72,8 @@ pub async fn bench(a: BenchCatalogArgs) -> anyhow::Result<bool> {
         limits: a.run.limits()?,
         products: a.products,
         clients: a.clients,
-        pace: a.pace.pace(None),
+        list_pace: a.pace.pace(a.list_rate),
+        search_pace: a.pace.pace(a.search_rate),
         raw_clients: a.raw_clients,
         list_pages: a.list_pages,
         search_pages: a.search_pages,
