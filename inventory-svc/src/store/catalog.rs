@@ -56,15 +56,17 @@ impl NameMatch {
         Self { pattern: like_pattern(needle), grams: codes.and_then(GramFilter::for_query) }
     }
 
-    fn condition(&self) -> (String, Vec<Value>) {
+    /// `FROM ... WHERE ...` of the products matching: the index's candidates (or every
+    /// product, while the index is incomplete), each decided by `LIKE`.
+    fn from_where(&self) -> (String, Vec<Value>) {
         let (mut sql, mut values) = match &self.grams {
             Some(grams) => {
-                let (sql, values) = grams.condition();
-                (sql + " AND ", values)
+                let (candidates, values) = grams.candidates();
+                (format!("FROM {candidates} JOIN product p ON p.id = c.product_id"), values)
             }
-            None => (String::new(), Vec::new()),
+            None => ("FROM product p".to_owned(), Vec::new()),
         };
-        sql.push_str("p.name LIKE ? ESCAPE '\\\\'");
+        sql.push_str(" WHERE p.name LIKE ? ESCAPE '\\\\'");
         values.push(self.pattern.clone().into());
         (sql, values)
     }
@@ -130,11 +132,11 @@ pub async fn page(
             [limit.into(), offset.into()],
         ),
         Some(name) => {
-            let (condition, mut values) = name.condition();
+            let (from_where, mut values) = name.from_where();
             values.extend([limit.into(), offset.into()]);
             Statement::from_sql_and_values(
                 DbBackend::MySql,
-                format!("SELECT {COLUMNS} FROM product p WHERE {condition} ORDER BY {order} LIMIT ? OFFSET ?"),
+                format!("SELECT {COLUMNS} {from_where} ORDER BY {order} LIMIT ? OFFSET ?"),
                 values,
             )
         }
@@ -154,11 +156,11 @@ pub struct Match {
 /// Every product matching `name`, in the `name` sort's order (the collation's, as MySQL sorts
 /// it): one pass that gives the count and, re-sorted by the caller, every other order.
 pub async fn matches(db: &DatabaseConnection, name: &NameMatch) -> Result<Vec<Match>, InventoryError> {
-    let (condition, values) = name.condition();
+    let (from_where, values) = name.from_where();
     let order = order_by(ProductSort::Name);
     let stmt = Statement::from_sql_and_values(
         DbBackend::MySql,
-        format!("SELECT p.id, p.price, p.created_at FROM product p WHERE {condition} ORDER BY {order}"),
+        format!("SELECT p.id, p.price, p.created_at {from_where} ORDER BY {order}"),
         values,
     );
     let rows = db.query_all_raw(stmt).await.map_err(store_err)?;

@@ -54,16 +54,27 @@ impl GramFilter {
         }
     }
 
-    /// The SQL condition on `p.id` and its values.
-    pub fn condition(&self) -> (String, Vec<Value>) {
+    /// A derived table `c(product_id)` of the candidates, and its values. It is kept whole (a
+    /// `DISTINCT`, or a `LIMIT` MySQL cannot merge away), so the grams narrow the candidates
+    /// before a single product row is read: left to itself, the optimizer would read the row of
+    /// every posting of the first gram and probe the other grams only afterwards.
+    pub fn candidates(&self) -> (String, Vec<Value>) {
         match self {
             Self::Range(lo, hi) => (
-                "p.id IN (SELECT product_id FROM product_gram WHERE gram BETWEEN ? AND ?)".into(),
+                "(SELECT DISTINCT product_id FROM product_gram WHERE gram BETWEEN ? AND ?) c".into(),
                 vec![(*lo).into(), (*hi).into()],
             ),
             Self::All(grams) => {
-                let one = "p.id IN (SELECT product_id FROM product_gram WHERE gram = ?)";
-                (vec![one; grams.len()].join(" AND "), grams.iter().map(|&g| g.into()).collect())
+                let joins: String = (1..grams.len())
+                    .map(|i| format!(" JOIN product_gram g{i} ON g{i}.product_id = g0.product_id AND g{i}.gram = ?"))
+                    .collect();
+                let sql = format!(
+                    "(SELECT g0.product_id FROM product_gram g0{joins} WHERE g0.gram = ? LIMIT {}) c",
+                    u64::MAX
+                );
+                let mut values: Vec<Value> = grams[1..].iter().map(|&g| g.into()).collect();
+                values.push(grams[0].into());
+                (sql, values)
             }
         }
     }
