@@ -58,7 +58,7 @@ impl NameMatch {
 
     /// `FROM ... WHERE ...` of the products matching: the index's candidates (or every
     /// product, while the index is incomplete), each decided by `LIKE`.
-    fn from_where(&self) -> (String, Vec<Value>) {
+    fn matching(&self) -> (String, Vec<Value>) {
         let (mut sql, mut values) = match &self.grams {
             Some(grams) => {
                 let (candidates, values) = grams.candidates();
@@ -132,11 +132,11 @@ pub async fn page(
             [limit.into(), offset.into()],
         ),
         Some(name) => {
-            let (from_where, mut values) = name.from_where();
+            let (matching, mut values) = name.matching();
             values.extend([limit.into(), offset.into()]);
             Statement::from_sql_and_values(
                 DbBackend::MySql,
-                format!("SELECT {COLUMNS} {from_where} ORDER BY {order} LIMIT ? OFFSET ?"),
+                format!("SELECT {COLUMNS} {matching} ORDER BY {order} LIMIT ? OFFSET ?"),
                 values,
             )
         }
@@ -156,11 +156,11 @@ pub struct Match {
 /// Every product matching `name`, in the `name` sort's order (the collation's, as MySQL sorts
 /// it): one pass that gives the count and, re-sorted by the caller, every other order.
 pub async fn matches(db: &DatabaseConnection, name: &NameMatch) -> Result<Vec<Match>, InventoryError> {
-    let (from_where, values) = name.from_where();
+    let (matching, values) = name.matching();
     let order = order_by(ProductSort::Name);
     let stmt = Statement::from_sql_and_values(
         DbBackend::MySql,
-        format!("SELECT p.id, p.price, p.created_at {from_where} ORDER BY {order}"),
+        format!("SELECT p.id, p.price, p.created_at {matching} ORDER BY {order}"),
         values,
     );
     let rows = db.query_all_raw(stmt).await.map_err(store_err)?;

@@ -1,14 +1,17 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::helpers::spawn_app;
+use crate::helpers::spawn_app_configured;
+
+/// Long enough that a loaded test machine still checks health inside the drain window.
+const DRAIN: Duration = Duration::from_millis(1_500);
 
 #[tokio::test]
 async fn shutdown_reports_not_serving_then_lets_in_flight_calls_finish() {
-    let app = spawn_app().await;
+    let app = spawn_app_configured(|config| config.service.shutdown_drain_ms = DRAIN.as_millis() as u64).await;
     let p = app.create_product("P", 1, 10).await;
 
     // Hold the product's row lock so a reservation is provably in flight during shutdown.
@@ -33,6 +36,7 @@ async fn shutdown_reports_not_serving_then_lets_in_flight_calls_finish() {
     tokio::time::sleep(Duration::from_millis(150)).await;
 
     app.begin_shutdown();
+    let shutdown_began = Instant::now();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // During the drain delay the listener still accepts, and health says NOT_SERVING.
     let channel =
@@ -45,7 +49,8 @@ async fn shutdown_reports_not_serving_then_lets_in_flight_calls_finish() {
     assert_eq!(reserved.into_inner().lines[0].quantity, 2);
     assert_eq!(app.stock_in_db(p.id).await, 8);
 
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep((shutdown_began + DRAIN + Duration::from_millis(500)).saturating_duration_since(Instant::now()))
+        .await;
     let refused = tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap().connect().await;
     assert!(refused.is_err(), "after the drain the listener is closed");
 }
