@@ -82,7 +82,7 @@ enum BenchCommand {
     /// saga on distinct rows and on one hot product.
     Checkout(checkout::BenchCheckoutArgs),
     /// A bulk load of generated products, raw-mysql-list-page, then listing and name search
-    /// through the gateway.
+    /// through the gateway (search twice: its terms met first, then again).
     Catalog(catalog::BenchCatalogArgs),
 }
 
