@@ -77,13 +77,16 @@ impl Catalog {
             None => None,
         };
         let key = page_key(query, name.as_ref());
-        if let Some(hit) = self.cache.page(&key).await {
+        let (hit, known) = self.cache.page(&key).await;
+        if let Some(hit) = hit {
             metrics::counter!("inventory_catalog_cache_total", "result" => "hit").increment(1);
             return Ok(hit);
         }
         metrics::counter!("inventory_catalog_cache_total", "result" => "miss").increment(1);
         let ((page, generation), _source) = self.reads.read(|db| self.read_page(db, query, name.as_ref())).await?;
-        self.cache.advance(generation).await;
+        if known.is_none_or(|known| known < generation) {
+            self.cache.advance(generation).await;
+        }
         self.cache.put_page(&key, generation, &page).await;
         Ok(page)
     }

@@ -27,23 +27,24 @@ fn slot(sort: ProductSort) -> usize {
 impl Ranked {
     /// `by_name`: every match, in the name sort's order (the collation's, which only MySQL
     /// knows); the other orders are sorted here.
-    pub fn from_name_order(by_name: Vec<Match>) -> Self {
+    pub fn from_name_order(mut by_name: Vec<Match>) -> Self {
         let total = by_name.len() as u64;
-        let top = |mut matches: Vec<Match>, key: &dyn Fn(&Match) -> (i64, i64)| {
-            if matches.len() > LIST_LIMIT {
-                matches.select_nth_unstable_by_key(LIST_LIMIT - 1, |m| key(m));
-                matches.truncate(LIST_LIMIT);
+        let mut lists = vec![Vec::new(); SORTS.len()];
+        lists[slot(ProductSort::Name)] = by_name.iter().take(LIST_LIMIT).map(|m| m.id).collect();
+        // The other orders reuse the one buffer: each only moves its first ids to the front.
+        let mut top = |key: &dyn Fn(&Match) -> (i64, i64)| {
+            if by_name.len() > LIST_LIMIT {
+                by_name.select_nth_unstable_by_key(LIST_LIMIT - 1, |m| key(m));
             }
-            matches.sort_unstable_by_key(|m| key(m));
-            matches.iter().map(|m| m.id).collect::<Vec<_>>()
+            let mut first = by_name[..by_name.len().min(LIST_LIMIT)].to_vec();
+            first.sort_unstable_by_key(|m| key(m));
+            first.iter().map(|m| m.id).collect::<Vec<_>>()
         };
         let created = |m: &Match| m.created_at.and_utc().timestamp_micros();
-        let mut lists = vec![Vec::new(); SORTS.len()];
-        lists[slot(ProductSort::Id)] = top(by_name.clone(), &|m| (m.id, 0));
-        lists[slot(ProductSort::PriceAsc)] = top(by_name.clone(), &|m| (m.price, m.id));
-        lists[slot(ProductSort::PriceDesc)] = top(by_name.clone(), &|m| (-m.price, -m.id));
-        lists[slot(ProductSort::Newest)] = top(by_name.clone(), &|m| (-created(m), -m.id));
-        lists[slot(ProductSort::Name)] = by_name.into_iter().take(LIST_LIMIT).map(|m| m.id).collect();
+        lists[slot(ProductSort::Id)] = top(&|m| (m.id, 0));
+        lists[slot(ProductSort::PriceAsc)] = top(&|m| (m.price, m.id));
+        lists[slot(ProductSort::PriceDesc)] = top(&|m| (-m.price, -m.id));
+        lists[slot(ProductSort::Newest)] = top(&|m| (-created(m), -m.id));
         Self { total, lists }
     }
 

@@ -54,12 +54,15 @@ impl ListCache {
         format!("{}generation", self.prefix)
     }
 
-    pub async fn page(&self, key: &str) -> Option<Page<Product>> {
+    /// The cached page if it is current, and the newest generation Redis knows (so a miss
+    /// only raises it when the read found a newer one).
+    pub async fn page(&self, key: &str) -> (Option<Page<Product>>, Option<u64>) {
         if self.page_ttl.is_zero() {
-            return None;
+            return (None, None);
         }
-        let json = self.fresh(&format!("{}page:{key}", self.prefix)).await?;
-        serde_json::from_str(&json).ok()
+        let Some(lookup) = self.lookup(&format!("{}page:{key}", self.prefix)).await else { return (None, None) };
+        let page = Self::current(&lookup).and_then(|json| serde_json::from_str(json).ok());
+        (page, lookup.current)
     }
 
     pub async fn put_page(&self, key: &str, generation: u64, page: &Page<Product>) {
@@ -109,19 +112,15 @@ impl ListCache {
         }
     }
 
-    /// The newest generation Redis knows, `None` when it knows none (or cannot answer).
-    pub async fn generation(&self) -> Option<u64> {
-        let mut conn = self.conn.clone();
-        let raw: Option<String> = redis::cmd("GET").arg(self.generation_key()).query_async(&mut conn).await.ok()?;
-        raw?.parse().ok()
-    }
-
     /// The payload under `key` if it was read at the current generation or later.
     async fn fresh(&self, key: &str) -> Option<String> {
         let lookup = self.lookup(key).await?;
-        let current = lookup.current?;
-        let (generation, payload) = lookup.value?;
-        (generation >= current).then_some(payload)
+        Self::current(&lookup).map(str::to_owned)
+    }
+
+    fn current(lookup: &Lookup) -> Option<&str> {
+        let (generation, payload) = lookup.value.as_ref()?;
+        (*generation >= lookup.current?).then_some(payload.as_str())
     }
 
     async fn lookup(&self, key: &str) -> Option<Lookup> {
