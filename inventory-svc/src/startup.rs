@@ -4,20 +4,23 @@ use std::net::SocketAddr;
 
 use inventory_migration::Migrator;
 use kit::grpc::GrpcServer;
+use kit::invariants::Findings;
 use kit::replicas::ReadRouter;
 use kit::shutdown::CancellationToken;
 
 use crate::config::InventoryConfig;
 use crate::grpc::InventoryGrpc;
 use crate::service::{Catalog, Inventory};
-use crate::store::{ListCache, ProductCache};
+use crate::store::{self, ListCache, ProductCache};
 
 /// A built, bound inventory-svc, ready to serve. Tests build it on port 0.
 pub struct Application {
     addr: SocketAddr,
     server: GrpcServer,
     inventory: Inventory,
-    /// Stops the replica heartbeat and the index backfill with the server.
+    /// What the invariant watcher found (it runs from `build` until the server stops).
+    invariants: Findings,
+    /// Stops the replica heartbeat, the index backfill and the invariant watcher with the server.
     background: CancellationToken,
 }
 
@@ -36,13 +39,20 @@ impl Application {
         let pages = ListCache::new(redis, &settings.redis_key_prefix, config.list_cache_ttl, config.search_cache_ttl);
         let catalog = Catalog::new(reads, pages);
         tokio::spawn(backfill(catalog.clone(), background.clone()));
+        let invariants =
+            store::invariant_watcher(db.clone(), settings.invariant_check_every()).spawn(background.clone());
         let inventory = Inventory::new(db, cache, catalog, config.hot_batch_max);
-        Ok(Self { addr, server, inventory, background })
+        Ok(Self { addr, server, inventory, invariants, background })
     }
 
     /// The address actually bound (the real port when configured with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The invariant watcher's findings (tests read them; production reads the gauges).
+    pub fn invariants(&self) -> Findings {
+        self.invariants.clone()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -79,6 +79,8 @@ pub struct ServiceSettings {
     pub grpc_max_concurrent_streams: crate::grpc::StreamLimit,
     /// `json` (default) or `pretty`.
     pub log_format: String,
+    /// How often the invariant watcher checks this service's own data (`kit::invariants`).
+    pub invariant_check_every_secs: u64,
 }
 
 impl ServiceSettings {
@@ -97,6 +99,7 @@ impl ServiceSettings {
             request_timeout_ms: 10_000,
             grpc_max_concurrent_streams: crate::grpc::StreamLimit::DEFAULT,
             log_format: "json".into(),
+            invariant_check_every_secs: 30,
         }
     }
 
@@ -105,6 +108,10 @@ impl ServiceSettings {
             drain: Duration::from_millis(self.shutdown_drain_ms),
             grace: Duration::from_secs(self.shutdown_grace_secs),
         }
+    }
+
+    pub fn invariant_check_every(&self) -> Duration {
+        Duration::from_secs(self.invariant_check_every_secs.max(1))
     }
 
     pub fn request_timeout(&self) -> Duration {

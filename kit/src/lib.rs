@@ -8,6 +8,8 @@
 //! - [`grpc`]: server builder (health, reflection, spans, metrics, graceful drain) and client builder
 //!   (deadlines, lazy reconnect, trace propagation, balancing over replicas).
 //! - [`error`]: the stable error codes and the one table mapping them to gRPC and HTTP.
+//! - [`invariants`]: the invariant watcher: named checks of a service's own data, a gauge per
+//!   invariant and an ERROR line per violation, every `<P>_INVARIANT_CHECK_EVERY_SECS`.
 //! - [`idempotency`]: Idempotency-Key claims, replays and purging, stored in MySQL.
 //! - [`replicas`]: read replicas with a measured lag; reads fall back to the primary.
 //! - [`redlock`]: Redlock over a Redis quorum, kept alive until released, and the MySQL fencing epoch.
@@ -26,6 +28,7 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod idempotency;
+pub mod invariants;
 pub mod redlock;
 pub mod replicas;
 pub mod saga;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use kit::grpc::GrpcServer;
+use kit::invariants::Findings;
 use kit::shutdown::CancellationToken;
 use point_migration::Migrator;
 use sea_orm::DatabaseConnection;
@@ -17,17 +18,28 @@ pub struct Application {
     server: GrpcServer,
     db: DatabaseConnection,
     config: PointConfig,
+    /// What the invariant watcher found (it runs from `build` until the server stops).
+    invariants: Findings,
+    watching: CancellationToken,
 }
 
 impl Application {
     pub async fn build(config: &PointConfig) -> anyhow::Result<Self> {
         let settings = &config.service;
         let kit::startup::Foundation { db, server, addr, .. } = kit::startup::foundation::<Migrator>(settings).await?;
-        Ok(Self { addr, server, db, config: config.clone() })
+        let watching = CancellationToken::new();
+        let invariants =
+            crate::store::invariant_watcher(db.clone(), settings.invariant_check_every()).spawn(watching.clone());
+        Ok(Self { addr, server, db, config: config.clone(), invariants, watching })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The invariant watcher's findings (tests read them; production reads the gauges).
+    pub fn invariants(&self) -> Findings {
+        self.invariants.clone()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -38,12 +50,15 @@ impl Application {
             self.config.idempotency_purge_every,
             shutdown.clone(),
         );
-        self.server
+        let served = self
+            .server
             .serve(
                 PointGrpc::new(Points::new(self.db, self.config.pay_batch_max, self.config.pay_lanes)).into_server(),
                 shutdown,
             )
-            .await?;
+            .await;
+        self.watching.cancel();
+        served?;
         tracing::info!("point-svc stopped");
         Ok(())
     }

@@ -4,4 +4,5 @@ mod auth;
 mod checkout;
 mod data_platform;
 mod k6;
+mod monitoring;
 mod stack;

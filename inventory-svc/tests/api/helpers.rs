@@ -20,6 +20,8 @@ pub struct TestApp {
     pub redis_prefix: String,
     /// The MySQL server holding `schema`.
     pub mysql_url: String,
+    /// What the invariant watcher found (checking every second in tests).
+    pub invariants: kit::invariants::Findings,
     shutdown: CancellationToken,
 }
 
@@ -46,12 +48,13 @@ pub async fn spawn_app_configured(adjust: impl FnOnce(&mut InventoryConfig)) -> 
     adjust(&mut config);
     let app = Application::build(&config).await.expect("inventory-svc builds");
     let addr: SocketAddr = app.addr();
+    let invariants = app.invariants();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let client = InventoryServiceClient::connect(format!("http://{addr}")).await.expect("connects");
     let (schema, redis_prefix) = (config.service.database.clone(), config.service.redis_key_prefix.clone());
     let mysql_url = config.service.mysql_url.clone();
-    TestApp { addr, client, schema, redis_prefix, mysql_url, shutdown }
+    TestApp { addr, client, schema, redis_prefix, mysql_url, invariants, shutdown }
 }
 
 impl TestApp {

@@ -3,6 +3,7 @@
 mod catalog;
 mod config;
 mod helpers;
+mod invariants;
 mod products;
 mod replicas;
 mod reservations;

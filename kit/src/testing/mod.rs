@@ -57,7 +57,23 @@ pub fn service_settings(schema: &str, redis_prefix: &str) -> crate::config::Serv
     settings.redis_key_prefix = redis_prefix.to_owned();
     settings.db_max_connections = 8;
     settings.shutdown_drain_ms = 0;
+    // Tests that corrupt a row wait for the watcher's next pass; on tiny schemas it is cheap.
+    settings.invariant_check_every_secs = 1;
     settings
+}
+
+/// Waits up to `within` for `done` to hold, checking every 50 ms; whether it did.
+pub async fn eventually(within: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// A `redis-server` of the test's own on a free port (a Redlock node that dies, a gate whose

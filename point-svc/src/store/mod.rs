@@ -4,10 +4,12 @@
 //! `WHERE balance >= ?`, a charge only below the cap) and the ledger line appended with the
 //! balance read back in the same statement, so the ledger always sums to the balance.
 
+mod invariants;
 mod ledger;
 mod pay_batch;
 mod saga;
 
+pub use invariants::watcher as invariant_watcher;
 pub use ledger::{balance, charge, history, use_points};
 pub use pay_batch::{QueuedPayment, pay_batch};
 pub use saga::{PaymentRecord, Refunded, pay, refund};

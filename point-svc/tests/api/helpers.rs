@@ -17,6 +17,8 @@ pub type Client = PointServiceClient<Channel>;
 pub struct TestApp {
     pub client: Client,
     pub schema: String,
+    /// What the invariant watcher found (checking every second in tests).
+    pub invariants: kit::invariants::Findings,
     shutdown: CancellationToken,
 }
 
@@ -34,10 +36,11 @@ pub async fn spawn_app() -> TestApp {
     };
     let app = Application::build(&config).await.expect("point-svc builds");
     let addr: SocketAddr = app.addr();
+    let invariants = app.invariants();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let client = PointServiceClient::connect(format!("http://{addr}")).await.expect("connects");
-    TestApp { client, schema, shutdown }
+    TestApp { client, schema, invariants, shutdown }
 }
 
 pub fn code(status: &tonic::Status) -> ErrorCode {

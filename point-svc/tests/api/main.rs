@@ -2,5 +2,6 @@
 
 mod helpers;
 mod idempotency;
+mod invariants;
 mod ledger;
 mod saga;
