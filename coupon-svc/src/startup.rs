@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use coupon_migration::Migrator;
 use kit::grpc::GrpcServer;
+use kit::invariants::Findings;
 use kit::shutdown::CancellationToken;
 
 use crate::config::CouponConfig;
@@ -17,6 +18,9 @@ pub struct Application {
     server: GrpcServer,
     coupons: Coupons,
     config: CouponConfig,
+    /// What the invariant watcher found (it runs from `build` until the server stops).
+    invariants: Findings,
+    watching: CancellationToken,
 }
 
 impl Application {
@@ -25,7 +29,16 @@ impl Application {
         let kit::startup::Foundation { db, server, addr, .. } = kit::startup::foundation::<Migrator>(settings).await?;
         let redis = kit::startup::redis(settings).await?;
         let gate = IssueGate::new(redis, &settings.redis_key_prefix);
-        Ok(Self { addr, server, coupons: Coupons::new(db, gate, config.issue_batch_max), config: config.clone() })
+        let watching = CancellationToken::new();
+        let invariants = crate::store::invariant_watcher(db.clone(), gate.clone(), settings.invariant_check_every())
+            .spawn(watching.clone());
+        let coupons = Coupons::new(db, gate, config.issue_batch_max);
+        Ok(Self { addr, server, coupons, config: config.clone(), invariants, watching })
+    }
+
+    /// The invariant watcher's findings (tests read them; production reads the gauges).
+    pub fn invariants(&self) -> Findings {
+        self.invariants.clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -40,7 +53,9 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, "coupon-svc serving");
         self.coupons.spawn_reconciler(self.config.reconcile_every, shutdown.clone());
-        self.server.serve(CouponGrpc::new(self.coupons).into_server(), shutdown).await?;
+        let served = self.server.serve(CouponGrpc::new(self.coupons).into_server(), shutdown).await;
+        self.watching.cancel();
+        served?;
         tracing::info!("coupon-svc stopped");
         Ok(())
     }

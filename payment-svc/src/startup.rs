@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use kit::grpc::{ClientSettings, GrpcServer};
+use kit::invariants::Findings;
 use kit::redlock::Redlock;
 use kit::shutdown::CancellationToken;
 use payment_migration::Migrator;
@@ -29,6 +30,9 @@ pub struct Application {
     recovery: Recovery,
     sql: std::sync::Arc<kit::db::SqlCounters>,
     config: PaymentConfig,
+    /// What the invariant watcher found (it runs from `build` until the server stops).
+    invariants: Findings,
+    watching: CancellationToken,
 }
 
 /// This replica's name in the saga log: host and pid, plus randomness so a restarted
@@ -63,11 +67,20 @@ impl Application {
         };
         let payments = Payments::new(store.clone(), driver.clone(), journal, locks.clone(), owner.clone(), admission);
         let recovery = Recovery { store, driver, locks, owner, every: config.recover_every };
-        Ok(Self { addr, server, db, payments, recovery, sql, config: config.clone() })
+        let watching = CancellationToken::new();
+        let overdue = config.forward_budget + config.saga_lease * 2;
+        let invariants = crate::store::invariant_watcher(db.clone(), settings.invariant_check_every(), overdue)
+            .spawn(watching.clone());
+        Ok(Self { addr, server, db, payments, recovery, sql, config: config.clone(), invariants, watching })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The invariant watcher's findings (tests read them; production reads the gauges).
+    pub fn invariants(&self) -> Findings {
+        self.invariants.clone()
     }
 
     /// What this replica ran on MySQL so far (tests count a checkout's statements with it).
@@ -84,7 +97,9 @@ impl Application {
             shutdown.clone(),
         );
         self.recovery.spawn(shutdown.clone());
-        self.server.serve(PaymentGrpc::new(self.payments).into_server(), shutdown).await?;
+        let served = self.server.serve(PaymentGrpc::new(self.payments).into_server(), shutdown).await;
+        self.watching.cancel();
+        served?;
         tracing::info!("payment-svc stopped");
         Ok(())
     }

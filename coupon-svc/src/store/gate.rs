@@ -104,6 +104,22 @@ impl IssueGate {
         })
     }
 
+    /// Users the gate of `coupon_id` has admitted, and whether the gate is complete (its
+    /// sentinel present); `None` for a gate Redis does not hold at all.
+    pub async fn admitted(&self, coupon_id: i64) -> Result<Option<(i64, bool)>, CouponError> {
+        let mut conn = self.conn.clone();
+        let (members, sentinel): (i64, Option<f64>) = redis::pipe()
+            .cmd("ZCARD")
+            .arg(self.key(coupon_id))
+            .cmd("ZSCORE")
+            .arg(self.key(coupon_id))
+            .arg(SENTINEL)
+            .query_async(&mut conn)
+            .await
+            .map_err(gate_err)?;
+        Ok((members > 0).then(|| (members - i64::from(sentinel.is_some()), sentinel.is_some())))
+    }
+
     /// Gives an admission back (its MySQL write did not happen).
     pub async fn undo(&self, coupon_id: i64, user_id: i64) {
         let mut conn = self.conn.clone();

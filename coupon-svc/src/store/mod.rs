@@ -3,11 +3,13 @@
 
 mod coupons;
 mod gate;
+mod invariants;
 mod issue;
 mod saga;
 
 pub use coupons::{create, get, holds, issued_quantity, list, user_coupons};
 pub use gate::{Admission, IssueGate};
+pub use invariants::watcher as invariant_watcher;
 pub use issue::{IssueRequest, all_holders, holders_among, issue_batch};
 pub use saga::{Restored, Used, restore, use_coupon};
 

@@ -18,6 +18,8 @@ pub struct TestApp {
     pub coupons: Vec<Coupons>,
     pub schema: String,
     pub redis_prefix: String,
+    /// What each replica's invariant watcher found (checking every second).
+    pub invariants: Vec<kit::invariants::Findings>,
     shutdown: CancellationToken,
 }
 
@@ -36,7 +38,7 @@ pub async fn spawn_on_redis(replicas: usize, redis_url: &str) -> TestApp {
     let prefix = kit::testing::unique_prefix();
     let schema = format!("{prefix}coupon");
     let shutdown = CancellationToken::new();
-    let (mut clients, mut coupons) = (Vec::new(), Vec::new());
+    let (mut clients, mut coupons, mut invariants) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..replicas {
         let mut service = kit::testing::service_settings(&schema, &prefix);
         service.redis_url = redis_url.to_owned();
@@ -44,10 +46,11 @@ pub async fn spawn_on_redis(replicas: usize, redis_url: &str) -> TestApp {
         let app = Application::build(&config).await.expect("coupon-svc builds");
         let addr = app.addr();
         coupons.push(app.coupons());
+        invariants.push(app.invariants());
         tokio::spawn(app.run_until_stopped(shutdown.clone()));
         clients.push(CouponServiceClient::connect(format!("http://{addr}")).await.expect("connects"));
     }
-    TestApp { clients, coupons, schema, redis_prefix: prefix, shutdown }
+    TestApp { clients, coupons, schema, redis_prefix: prefix, invariants, shutdown }
 }
 
 pub fn code(status: &tonic::Status) -> ErrorCode {

@@ -1,6 +1,7 @@
 //! coupon-svc over real gRPC on loopback, against the local MariaDB and Redis.
 
 mod helpers;
+mod invariants;
 mod issue;
 mod saga;
 mod sold_out;

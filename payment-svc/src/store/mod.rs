@@ -8,6 +8,7 @@
 //! (its lease taken over, or its Redlock expired and taken by someone else) matches no row
 //! and writes nothing.
 
+mod invariants;
 mod orders;
 mod saga;
 mod settle;
@@ -19,6 +20,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
 };
 
+pub use invariants::watcher as invariant_watcher;
 pub use saga::{CancelRefused, SagaRecord};
 pub use settle::Completion;
 pub use start::{NewCheckout, StartOutcome};

@@ -31,6 +31,8 @@ pub struct TestMesh {
     pub coupon_stop: CancellationToken,
     /// What each payment replica ran on MySQL.
     pub payment_sql: Vec<std::sync::Arc<kit::db::SqlCounters>>,
+    /// What each payment replica's invariant watcher found (checking every second).
+    pub payment_invariants: Vec<kit::invariants::Findings>,
     pub payment_stops: Vec<CancellationToken>,
     shutdown: CancellationToken,
     http: reqwest::Client,
@@ -143,11 +145,13 @@ pub async fn spawn_mesh_with(tuning: PaymentTuning) -> TestMesh {
     let mut payments = Vec::new();
     let mut payment_stops = Vec::new();
     let mut payment_sql = Vec::new();
+    let mut payment_invariants = Vec::new();
     for _ in 0..tuning.replicas {
         let stop = shutdown.child_token();
-        let (client, sql) = start_payment_counted(&payment_config, stop.clone()).await;
+        let (client, sql, invariants) = start_payment_watched(&payment_config, stop.clone()).await;
         payments.push(client);
         payment_sql.push(sql);
+        payment_invariants.push(invariants);
         payment_stops.push(stop);
     }
     TestMesh {
@@ -164,6 +168,7 @@ pub async fn spawn_mesh_with(tuning: PaymentTuning) -> TestMesh {
         coupon_addr,
         coupon_stop,
         payment_sql,
+        payment_invariants,
         payment_stops,
         prefix,
         shutdown,
@@ -181,10 +186,19 @@ pub async fn start_payment_counted(
     config: &PaymentConfig,
     stop: CancellationToken,
 ) -> (PaymentServiceClient<Channel>, std::sync::Arc<kit::db::SqlCounters>) {
+    let (client, sql, _) = start_payment_watched(config, stop).await;
+    (client, sql)
+}
+
+/// [`start_payment_counted`], with the replica's invariant findings.
+pub async fn start_payment_watched(
+    config: &PaymentConfig,
+    stop: CancellationToken,
+) -> (PaymentServiceClient<Channel>, std::sync::Arc<kit::db::SqlCounters>, kit::invariants::Findings) {
     let app = payment_svc::startup::Application::build(config).await.expect("payment-svc builds");
-    let (addr, sql) = (app.addr(), app.sql_counters());
+    let (addr, sql, invariants) = (app.addr(), app.sql_counters(), app.invariants());
     tokio::spawn(app.run_until_stopped(stop));
-    (PaymentServiceClient::connect(format!("http://{addr}")).await.unwrap(), sql)
+    (PaymentServiceClient::connect(format!("http://{addr}")).await.unwrap(), sql, invariants)
 }
 
 /// point-svc on `addr` (or a free port), until `stop`.

@@ -5,5 +5,6 @@ mod cancel;
 mod checkout;
 mod helpers;
 mod idempotency;
+mod invariants;
 mod journal;
 mod recovery;
