@@ -65,6 +65,16 @@ impl AuthSwitch {
     }
 }
 
+/// How the children's log lines reach devstack's stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event: service, level, message, then the fields as key=value.
+    Pretty,
+    /// Pure JSON lines: each child's line unchanged but for a `"service"` (and `"replica"`)
+    /// field added, no text prefix; devstack's own messages are JSON too.
+    Json,
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct StackArgs {
     /// REST port of the gateway.
@@ -101,9 +111,16 @@ pub struct StackArgs {
     /// `off` runs the gateway without authentication (demos, load tests).
     #[arg(long, value_enum, default_value_t = AuthSwitch::On)]
     pub auth: AuthSwitch,
-    /// Where devstack keeps its dev signing key (created once, then reused).
+    /// Where devstack keeps its dev signing key (created once, then reused) and every
+    /// child's raw log lines (`logs/<service>.log`, appended).
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+    /// `pretty`: one readable line per event, prefixed with the service (and replica,
+    /// e.g. `coupon-svc-2`). `json`: the children's JSON lines unchanged, one per line, with
+    /// a `"service"` field (and `"replica"`, when a service has several) added instead of a
+    /// text prefix; a line that is not JSON becomes `{"service":..,"message":"<line>"}`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
 }
 
 impl StackArgs {
@@ -145,6 +162,11 @@ mod tests {
         let cli = Cli::try_parse_from(["devstack"]).unwrap();
         assert_eq!(cli.stack.auth, AuthSwitch::On);
         assert_eq!(cli.stack.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(cli.stack.log_format, LogFormat::Pretty);
+        assert_eq!(
+            Cli::try_parse_from(["devstack", "--log-format", "json"]).unwrap().stack.log_format,
+            LogFormat::Json
+        );
         assert_eq!(Cli::try_parse_from(["devstack", "--auth", "off"]).unwrap().stack.auth, AuthSwitch::Off);
         let token = |args: &[&str]| {
             Cli::try_parse_from(["devstack", "token"].iter().chain(args)).map(|cli| match cli.command {

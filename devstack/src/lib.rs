@@ -10,13 +10,16 @@
 //! - [`preflight`]: MySQL and Redis reachable (one clear line if not), `--fresh`.
 //! - [`plan`]: which processes to run, on which ports, with which environment.
 //! - [`supervisor`]: runs, restarts and stops the children.
+//! - [`logs`]: reads the children's output: the terminal (via [`render`]) and a file per child.
 //! - [`data_platform`]: the mock external data platform (also used by payment tests).
 //! - [`seed`]: `--seed-demo` data, loaded through the public API.
 
 pub mod cli;
 pub use data_platform;
 pub mod dev_key;
+pub mod logs;
 pub mod plan;
 pub mod preflight;
+pub mod render;
 pub mod seed;
 pub mod supervisor;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use devstack::cli::{AuthSwitch, Cli, Command, DEFAULT_STATE_DIR, StackArgs, TokenArgs};
 use devstack::dev_key::{DEFAULT_ADMIN_USER, DevKey, DevKeyError};
-use devstack::{data_platform, plan, preflight, seed, supervisor};
+use devstack::{data_platform, logs, plan, preflight, seed, supervisor};
 
 /// `EX_UNAVAILABLE`: a backend the stack needs is not there.
 const EXIT_UNAVAILABLE: i32 = 69;
@@ -24,13 +24,29 @@ async fn main() -> anyhow::Result<()> {
         None => {}
     }
     let args = cli.stack;
+    logs::init(args.log_format);
+    if let Err(err) = run_stack(args).await {
+        logs::error(format_args!("{err:#}"));
+        exit(1);
+    }
+    logs::finish();
+    Ok(())
+}
+
+/// Exits once the terminal has the lines still on their way to it.
+fn exit(code: i32) -> ! {
+    logs::finish();
+    std::process::exit(code)
+}
+
+async fn run_stack(args: StackArgs) -> anyhow::Result<()> {
     if let Err(line) = preflight::check_backends(&args).await {
-        eprintln!("devstack: {line}");
-        std::process::exit(EXIT_UNAVAILABLE);
+        logs::error(line);
+        exit(EXIT_UNAVAILABLE);
     }
     if args.fresh {
         preflight::wipe(&args).await?;
-        eprintln!("devstack: dropped schemas and Redis keys of prefix {:?}", args.db_prefix);
+        logs::say(format_args!("dropped schemas and Redis keys of prefix {:?}", args.db_prefix));
     }
     let data_platform_url = if args.data_platform_port == 0 {
         std::env::var("DATA_PLATFORM_URL").ok()
@@ -38,21 +54,25 @@ async fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.data_platform_port)).await?;
         let url = format!("http://{}", listener.local_addr()?);
         tokio::spawn(data_platform::serve(listener));
-        eprintln!("devstack: mock data platform on {url}");
+        logs::say(format_args!("mock data platform on {url}"));
         Some(url)
     };
     let key = dev_key(&args);
     let plan = plan::build(&args, data_platform_url, key.as_ref().map(DevKey::public_pem))?;
+    let log_dir = logs::prepare_dir(&args.state_dir);
+    if let Some(dir) = &log_dir {
+        logs::say(format_args!("each service's raw output is also appended to {}/<service>.log", dir.display()));
+    }
     let shutdown = kit::shutdown::on_signal();
-    let mut children = supervisor::start(plan.processes, shutdown.clone());
+    let mut children = supervisor::start(plan.processes, log_dir, shutdown.clone());
 
     tokio::select! {
         ready = wait_ready(&plan.gateway_url) => {
             if let Err(err) = ready {
-                eprintln!("devstack: {err}");
+                logs::error(err);
                 shutdown.cancel();
                 while children.join_next().await.is_some() {}
-                std::process::exit(1);
+                exit(1);
             }
         }
         () = shutdown.cancelled() => {}
@@ -61,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         && !shutdown.is_cancelled()
         && let Err(err) = seed_demo(&plan.gateway_url, key.as_ref()).await
     {
-        eprintln!("devstack: seeding failed: {err:#}");
+        logs::warn(format_args!("seeding failed: {err:#}"));
     }
     if !shutdown.is_cancelled() {
         println!("READY {}", plan.gateway_url);
@@ -69,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     }
     shutdown.cancelled().await;
     while children.join_next().await.is_some() {}
-    eprintln!("devstack: stopped");
+    logs::say("stopped");
     Ok(())
 }
 
@@ -96,7 +116,7 @@ fn print_token(args: &TokenArgs) -> ! {
 /// With auth on, the dev key (made on the first start) and one line on how to get a token.
 fn dev_key(args: &StackArgs) -> Option<DevKey> {
     if args.auth == AuthSwitch::Off {
-        eprintln!("devstack: auth off; the gateway serves every request without a token");
+        logs::say("auth off; the gateway serves every request without a token");
         return None;
     }
     match DevKey::load_or_create(&args.state_dir) {
@@ -106,12 +126,12 @@ fn dev_key(args: &StackArgs) -> Option<DevKey> {
             } else {
                 format!(" --state-dir {}", args.state_dir.display())
             };
-            eprintln!("devstack: auth on; a token: devstack token --user 7 [--admin]{dir}");
+            logs::say(format_args!("auth on; a token: devstack token --user 7 [--admin]{dir}"));
             Some(key)
         }
         Err(err) => {
-            eprintln!("devstack: {err}");
-            std::process::exit(1);
+            logs::error(err);
+            exit(1);
         }
     }
 }

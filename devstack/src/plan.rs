@@ -5,20 +5,23 @@ use std::net::TcpListener;
 use std::path::Path;
 
 use crate::cli::StackArgs;
+use crate::logs::Source;
 
 /// A service of the mesh as devstack knows it.
 pub struct ServiceDef {
     pub name: &'static str,
     pub env_prefix: &'static str,
+    /// The name it logs under (its binary's name in Kubernetes).
+    pub program: &'static str,
     /// Port offset from `--grpc-base-port`.
     pub offset: u16,
 }
 
 pub const SERVICES: [ServiceDef; 4] = [
-    ServiceDef { name: "inventory", env_prefix: "INVENTORY_", offset: 0 },
-    ServiceDef { name: "coupon", env_prefix: "COUPON_", offset: 1 },
-    ServiceDef { name: "point", env_prefix: "POINT_", offset: 2 },
-    ServiceDef { name: "payment", env_prefix: "PAYMENT_", offset: 3 },
+    ServiceDef { name: "inventory", env_prefix: "INVENTORY_", program: "inventory-svc", offset: 0 },
+    ServiceDef { name: "coupon", env_prefix: "COUPON_", program: "coupon-svc", offset: 1 },
+    ServiceDef { name: "point", env_prefix: "POINT_", program: "point-svc", offset: 2 },
+    ServiceDef { name: "payment", env_prefix: "PAYMENT_", program: "payment-svc", offset: 3 },
 ];
 
 /// One child process: `devstack service <name>` with `env`.
@@ -30,6 +33,8 @@ pub struct ProcessSpec {
     pub env: Vec<(String, String)>,
     /// Where it listens, for the log line.
     pub addr: String,
+    /// Whose output it is, on the terminal and in its log file.
+    pub source: Source,
 }
 
 #[derive(Debug)]
@@ -71,7 +76,8 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>, public_key: Op
     let mut given: HashSet<u16> = (0..4).flat_map(|o| [base + o, base + 1000 + o]).collect();
     for svc in SERVICES.iter() {
         let mut urls = Vec::new();
-        for replica in 0..args.replicas_of(svc.name) {
+        let replicas = args.replicas_of(svc.name);
+        for replica in 0..replicas {
             let (grpc, metrics) = if replica == 0 {
                 (base + svc.offset, base + 1000 + svc.offset)
             } else {
@@ -105,6 +111,7 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>, public_key: Op
                 service: svc.name.to_owned(),
                 env,
                 addr: format!("grpc 127.0.0.1:{grpc}, metrics 127.0.0.1:{metrics}"),
+                source: Source { service: svc.program, replica: (replicas > 1).then_some(replica + 1) },
             });
         }
         gateway_env.push((format!("GATEWAY_{}_URL", svc.name.to_uppercase()), urls.join(",")));
@@ -115,6 +122,7 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>, public_key: Op
         service: "gateway".into(),
         env: gateway_env,
         addr: format!("http 127.0.0.1:{}", args.gateway_port),
+        source: Source { service: "gateway", replica: None },
     });
     Ok(Plan { processes, gateway_url: format!("http://127.0.0.1:{}", args.gateway_port) })
 }
@@ -140,5 +148,15 @@ mod tests {
         assert_eq!(read_url("payment"), None);
         let plain = build(&Cli::try_parse_from(["devstack"]).unwrap().stack, None, None).unwrap();
         assert!(plain.processes.iter().all(|p| p.env.iter().all(|(k, _)| !k.ends_with("MYSQL_READ_URL"))));
+    }
+
+    #[test]
+    fn only_a_service_with_several_replicas_numbers_them() {
+        let cli = Cli::try_parse_from(["devstack", "--replicas", "coupon=2"]).unwrap();
+        let plan = build(&cli.stack, None, None).unwrap();
+        let names: Vec<String> = plan.processes.iter().map(|p| p.source.name()).collect();
+        assert_eq!(names, ["inventory-svc", "coupon-svc", "coupon-svc-2", "point-svc", "payment-svc", "gateway"]);
+        assert_eq!(plan.processes[1].source.replica, Some(1));
+        assert_eq!(plan.processes[0].source.replica, None);
     }
 }

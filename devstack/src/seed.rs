@@ -5,6 +5,8 @@
 
 use serde_json::{Value, json};
 
+use crate::logs;
+
 /// `admin_token`: a bearer token with the admin role, or `None` when auth is off.
 pub async fn load(gateway: &str, admin_token: Option<&str>) -> anyhow::Result<()> {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -14,7 +16,7 @@ pub async fn load(gateway: &str, admin_token: Option<&str>) -> anyhow::Result<()
     let http = reqwest::Client::builder().default_headers(headers).build()?;
     let existing: Value = http.get(format!("{gateway}/v1/products?size=1")).send().await?.json().await?;
     if existing["totalItems"].as_i64().unwrap_or(0) > 0 {
-        eprintln!("devstack: demo data already present; not seeding again");
+        logs::say("demo data already present; not seeding again");
         return Ok(());
     }
     let products = [
@@ -34,7 +36,7 @@ pub async fn load(gateway: &str, admin_token: Option<&str>) -> anyhow::Result<()
             anyhow::bail!("seeding product {name:?} failed: {}", resp.status());
         }
     }
-    eprintln!("devstack: seeded {} demo products", products.len());
+    logs::say(format_args!("seeded {} demo products", products.len()));
     for user_id in 1..=5 {
         let resp = http
             .post(format!("{gateway}/v1/points/charge"))
@@ -46,7 +48,7 @@ pub async fn load(gateway: &str, admin_token: Option<&str>) -> anyhow::Result<()
             anyhow::bail!("seeding points of user {user_id} failed: {}", resp.status());
         }
     }
-    eprintln!("devstack: seeded 1,000,000 points for users 1..=5");
+    logs::say("seeded 1,000,000 points for users 1..=5");
     let coupons = [
         json!({"name": "Welcome 3,000 won", "discountType": "FIXED", "discountValue": 3000, "totalQuantity": 1000}),
         json!({"name": "Black Friday 15%", "discountType": "PERCENT", "discountValue": 15, "maxDiscount": 50000, "totalQuantity": 100}),
@@ -57,6 +59,6 @@ pub async fn load(gateway: &str, admin_token: Option<&str>) -> anyhow::Result<()
             anyhow::bail!("seeding coupon {coupon} failed: {}", resp.status());
         }
     }
-    eprintln!("devstack: seeded 2 demo coupons");
+    logs::say("seeded 2 demo coupons");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Runs each child process, restarts it when it dies (with back-off, like a
 //! CrashLoopBackOff), and stops them all on shutdown: SIGTERM, then SIGKILL after a grace.
 
-use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -9,41 +9,54 @@ use kit::shutdown::CancellationToken;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
+use crate::logs;
 use crate::plan::ProcessSpec;
 
 const GRACE: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(16);
 /// A child that ran this long before dying is treated as healthy again: back-off resets.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// How long a dead child's last lines may take to be read before devstack speaks of it.
+const LAST_LINES_WAIT: Duration = Duration::from_secs(2);
 
-pub fn start(processes: Vec<ProcessSpec>, shutdown: CancellationToken) -> JoinSet<()> {
+/// `log_dir`: where each child's raw lines are appended (`logs::prepare_dir`).
+pub fn start(processes: Vec<ProcessSpec>, log_dir: Option<PathBuf>, shutdown: CancellationToken) -> JoinSet<()> {
+    let width = processes.iter().map(|spec| spec.source.name().len()).max().unwrap_or(0);
     let mut tasks = JoinSet::new();
     for spec in processes {
-        tasks.spawn(supervise(spec, shutdown.clone()));
+        let prefix = format!("{:width$}", spec.source.name());
+        tasks.spawn(supervise(spec, prefix, log_dir.clone(), shutdown.clone()));
     }
     tasks
 }
 
+/// The child inherits devstack's whole environment (no `env_clear`): every `<P>_*` variable
+/// reaches the services (API.md), under the plan's own variables, which win.
 fn spawn(spec: &ProcessSpec) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
-    // Children log JSON on stdout; devstack keeps its own stdout for the READY line.
-    let to_stderr = || std::io::stderr().as_fd().try_clone_to_owned().map(Stdio::from);
+    // Piped, not inherited: devstack reads every line (terminal and log file), and its own
+    // stdout stays free for the READY line.
     Command::new(exe)
         .args(["service", &spec.service])
         .envs(spec.env.iter().cloned())
         .stdin(Stdio::null())
-        .stdout(to_stderr()?)
-        .stderr(to_stderr()?)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
+}
+
+async fn last_lines(reader: JoinHandle<()>) {
+    let _ = tokio::time::timeout(LAST_LINES_WAIT, reader).await;
 }
 
 /// Called first thing in a child: if devstack dies without stopping it (kill -9), the
 /// kernel sends the child SIGTERM, so no orphaned service keeps its ports and MySQL
 /// connections. A parent that died before this call has already orphaned us: exit.
 pub fn die_with_parent() {
+    // Not `logs::warn`: this runs in the child, whose stderr devstack reads.
     if let Err(err) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM) {
         eprintln!("devstack: cannot tie this child to its parent: {err}");
     }
@@ -52,20 +65,22 @@ pub fn die_with_parent() {
     }
 }
 
-async fn supervise(spec: ProcessSpec, shutdown: CancellationToken) {
+async fn supervise(spec: ProcessSpec, prefix: String, log_dir: Option<PathBuf>, shutdown: CancellationToken) {
     let mut backoff = Duration::from_secs(1);
     while !shutdown.is_cancelled() {
         let mut child = match spawn(&spec) {
             Ok(child) => child,
             Err(err) => {
-                eprintln!("devstack: cannot start {}: {err}", spec.label);
+                logs::error(format_args!("cannot start {}: {err}", spec.label));
                 return;
             }
         };
-        eprintln!("devstack: started {} pid={} ({})", spec.label, child.id().unwrap_or_default(), spec.addr);
+        logs::say(format_args!("started {} pid={} ({})", spec.label, child.id().unwrap_or_default(), spec.addr));
+        let reader = logs::capture(&mut child, &spec.source, prefix.clone(), log_dir.as_deref());
         let started = Instant::now();
         tokio::select! {
             status = child.wait() => {
+                last_lines(reader).await;
                 if shutdown.is_cancelled() {
                     return;
                 }
@@ -73,7 +88,7 @@ async fn supervise(spec: ProcessSpec, shutdown: CancellationToken) {
                     backoff = Duration::from_secs(1);
                 }
                 let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                eprintln!("devstack: {} exited ({status}); restarting in {}s", spec.label, backoff.as_secs());
+                logs::warn(format_args!("{} exited ({status}); restarting in {}s", spec.label, backoff.as_secs()));
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = shutdown.cancelled() => return,
@@ -81,21 +96,24 @@ async fn supervise(spec: ProcessSpec, shutdown: CancellationToken) {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             () = shutdown.cancelled() => {
-                stop(&spec.label, child).await;
+                stop(&spec.label, child, reader).await;
                 return;
             }
         }
     }
 }
 
-async fn stop(label: &str, mut child: Child) {
+async fn stop(label: &str, mut child: Child, reader: JoinHandle<()>) {
     if let Some(pid) = child.id() {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
     }
     match tokio::time::timeout(GRACE, child.wait()).await {
-        Ok(_) => eprintln!("devstack: stopped {label}"),
+        Ok(_) => {
+            last_lines(reader).await;
+            logs::say(format_args!("stopped {label}"));
+        }
         Err(_) => {
-            eprintln!("devstack: {label} did not stop within {}s; killing it", GRACE.as_secs());
+            logs::warn(format_args!("{label} did not stop within {}s; killing it", GRACE.as_secs()));
             let _ = child.kill().await;
         }
     }

@@ -4,5 +4,6 @@ mod auth;
 mod checkout;
 mod data_platform;
 mod k6;
+mod logs;
 mod monitoring;
 mod stack;

@@ -61,6 +61,7 @@ impl Drop for StateDir {
 pub struct Stack {
     child: Child,
     pub gateway: String,
+    /// Every line devstack wrote to stderr so far: its own and its children's.
     log: Arc<Mutex<Vec<String>>>,
     prefix: String,
     state_dir: PathBuf,
@@ -72,7 +73,8 @@ pub struct Stack {
 #[derive(Default)]
 pub struct StackOptions<'a> {
     pub extra: &'a [&'a str],
-    /// Reaches every child too (the supervisor passes its environment on).
+    /// Reaches every child too (the supervisor passes its environment on); may override
+    /// the helper's `RUST_LOG` and `GATEWAY_RATE_LIMIT_PER_SEC`.
     pub env: &'a [(&'a str, &'a str)],
     /// The `--state-dir` (where the dev key lives), which the test keeps across restarts;
     /// `None`: a fresh one, removed with the stack.
@@ -108,8 +110,8 @@ pub async fn start_stack_with(options: StackOptions<'_>) -> Stack {
         // Every test client sends from 127.0.0.1: a crowd of test users would look like one
         // caller to the per-address rate limit. A test may set it back through `env`.
         .env("GATEWAY_RATE_LIMIT_PER_SEC", "0")
-        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -121,9 +123,7 @@ pub async fn start_stack_with(options: StackOptions<'_>) -> Stack {
     tokio::spawn(async move {
         let mut lines = stderr.lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with("devstack:") {
-                sink.lock().unwrap().push(line);
-            }
+            sink.lock().unwrap().push(line);
         }
     });
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -165,6 +165,10 @@ impl Stack {
 
     pub fn logged(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     pub async fn stop(mut self) -> std::process::ExitStatus {
@@ -222,8 +226,6 @@ async fn the_stack_serves_survives_a_kill_9_and_stops_cleanly() {
     }
     let mut restarted = false;
     for _ in 0..100 {
-        // The new pid is the proof; the "exited" line can be lost when a child's log line
-        // interleaves with it on the shared stderr under load.
         if stack.pid_of("inventory[0]") != victim {
             restarted = true;
             break;
@@ -231,6 +233,8 @@ async fn the_stack_serves_survives_a_kill_9_and_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(restarted, "the killed replica is restarted: {:?}", stack.log.lock().unwrap());
+    // devstack alone writes its stderr, a whole line at a time: no child's line cuts into this one.
+    assert!(stack.logged("devstack: inventory[0] exited (signal: 9 (SIGKILL)); restarting in"), "{:?}", stack.lines());
     let new_pid = stack.pid_of("inventory[0]");
     let gateway_pid = stack.pid_of("gateway[0]");
     let status = stack.stop().await;
