@@ -19,11 +19,7 @@ async fn a_healthy_workload_keeps_every_invariant_at_zero() {
     app.release("healthy-1").await.unwrap();
     app.release("healthy-1").await.unwrap();
     app.release("never-reserved").await.unwrap();
-    let passes = app.invariants.passes();
-    assert!(kit::testing::eventually(WITHIN, || app.invariants.passes() >= passes + 2).await, "the watcher runs");
-    let counts = app.invariants.counts();
-    assert_eq!(counts.len(), 2, "{counts:?}");
-    assert!(counts.values().all(|&n| n == 0), "{counts:?}");
+    kit::testing::assert_every_invariant_holds(&app.invariants, 2).await;
 }
 
 #[tokio::test]

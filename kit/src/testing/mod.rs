@@ -62,6 +62,17 @@ pub fn service_settings(schema: &str, redis_prefix: &str) -> crate::config::Serv
     settings
 }
 
+/// Waits for two more passes of the watcher behind `findings` (5 s at most: tests check every
+/// second), then asserts it checked exactly `invariants` invariants and found every one healthy.
+pub async fn assert_every_invariant_holds(findings: &crate::invariants::Findings, invariants: usize) {
+    let passes = findings.passes();
+    let ran = eventually(std::time::Duration::from_secs(5), || findings.passes() >= passes + 2).await;
+    assert!(ran, "the invariant watcher ran two passes");
+    let counts = findings.counts();
+    assert_eq!(counts.len(), invariants, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 0), "{counts:?}");
+}
+
 /// Waits up to `within` for `done` to hold, checking every 50 ms; whether it did.
 pub async fn eventually(within: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
     let until = tokio::time::Instant::now() + within;

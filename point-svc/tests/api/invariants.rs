@@ -21,11 +21,7 @@ async fn a_healthy_workload_keeps_every_invariant_at_zero() {
     app.client.clone().pay(pay).await.unwrap();
     let refund = pb::RefundRequest { saga: saga("ok-1", Op::Compensate), user_id: 1, order_id: "order-ok-1".into() };
     app.client.clone().refund(refund).await.unwrap();
-    let passes = app.invariants.passes();
-    assert!(kit::testing::eventually(WITHIN, || app.invariants.passes() >= passes + 2).await, "the watcher runs");
-    let counts = app.invariants.counts();
-    assert_eq!(counts.len(), 2, "{counts:?}");
-    assert!(counts.values().all(|&n| n == 0), "{counts:?}");
+    kit::testing::assert_every_invariant_holds(&app.invariants, 2).await;
 }
 
 #[tokio::test]
