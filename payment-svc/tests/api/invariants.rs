@@ -27,7 +27,7 @@ async fn a_healthy_mixed_workload_keeps_every_invariant_at_zero_and_corruption_i
     };
     mesh.payment().change_order_status(cancel).await.unwrap();
     let findings = &mesh.payment_invariants[0];
-    kit::testing::assert_every_invariant_holds(&findings, 2).await;
+    kit::testing::assert_every_invariant_holds(findings, 2).await;
 
     let db = Database::connect(format!("{}/{}payment", kit::testing::mysql_url(), mesh.prefix)).await.unwrap();
     db.execute_unprepared(&format!("DELETE FROM payment WHERE order_id = '{}'", kept.order_id)).await.unwrap();
