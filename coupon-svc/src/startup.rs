@@ -28,6 +28,7 @@ impl Application {
         let settings = &config.service;
         let kit::startup::Foundation { db, server, addr, .. } = kit::startup::foundation::<Migrator>(settings).await?;
         let redis = kit::startup::redis(settings).await?;
+        kit::telemetry::declare_counters("redis_errors_total", "operation", &["coupon_gate"]);
         let gate = IssueGate::new(redis, &settings.redis_key_prefix);
         let watching = CancellationToken::new();
         let invariants = crate::store::invariant_watcher(db.clone(), gate.clone(), settings.invariant_check_every())

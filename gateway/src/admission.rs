@@ -83,7 +83,16 @@ impl Admission {
     }
 }
 
+/// Why a request is shed: its queue was full, or it waited its whole queueing budget.
+const SHED_REASONS: [&str; 2] = ["queue_full", "queue_budget"];
+
+/// The shed counters, at 0 from the start.
+pub fn declare_metrics() {
+    kit::telemetry::declare_counters("gateway_requests_shed_total", "reason", &SHED_REASONS);
+}
+
 fn shed(reason: &'static str) -> Response {
+    debug_assert!(SHED_REASONS.contains(&reason));
     metrics::counter!("gateway_requests_shed_total", "reason" => reason).increment(1);
     Problem::new(ErrorCode::Overloaded, "the gateway is at capacity; try again shortly").retry_after(1).into_response()
 }

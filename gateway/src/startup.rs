@@ -40,6 +40,8 @@ impl Application {
     pub async fn build(config: &GatewayConfig) -> anyhow::Result<Self> {
         // Installed before the first request so no early metric is lost.
         let _ = kit::telemetry::prometheus();
+        crate::admission::declare_metrics();
+        metrics::counter!("gateway_requests_rate_limited_total").increment(0);
         let upstreams = Upstreams::connect(config)?;
         let accepting = Arc::new(AtomicBool::new(true));
         let state = AppState { upstreams: Arc::new(upstreams), accepting: accepting.clone() };

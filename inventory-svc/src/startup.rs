@@ -29,6 +29,17 @@ impl Application {
         let settings = &config.service;
         let kit::startup::Foundation { db, server, addr, .. } = kit::startup::foundation::<Migrator>(settings).await?;
         let redis = kit::startup::redis(settings).await?;
+        kit::telemetry::declare_counters(
+            "redis_errors_total",
+            "operation",
+            &[
+                "product_cache_read",
+                "product_cache_write",
+                "catalog_cache_read",
+                "catalog_cache_write",
+                "catalog_generation",
+            ],
+        );
         let cache = ProductCache::new(redis.clone(), &settings.redis_key_prefix, config.cache_ttl);
         let background = CancellationToken::new();
         let reads = if config.replicas.urls.is_empty() {

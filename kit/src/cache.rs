@@ -43,3 +43,8 @@ pub async fn delete_prefix(url: &str, prefix: &str) -> redis::RedisResult<()> {
         cursor = next;
     }
 }
+
+/// Counts a Redis command that failed (`redis_errors_total{operation}`); the caller logs it.
+pub fn count_error(operation: &'static str) {
+    metrics::counter!("redis_errors_total", "operation" => operation).increment(1);
+}

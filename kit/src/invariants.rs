@@ -86,10 +86,6 @@ impl Watcher {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<Vec<Violation>>> + Send + 'static,
     {
-        metrics::describe_gauge!(
-            "mesh_invariant_violations",
-            "Violations of an invariant of this service's own data found by the last check (0 = healthy)"
-        );
         self.invariants.push(Invariant { name, check: Box::new(move || Box::pin(check())) });
         self
     }
@@ -111,10 +107,6 @@ impl Watcher {
                 ),
             }
         }
-        metrics::describe_gauge!(
-            "mesh_invariant_last_run_timestamp_seconds",
-            "Unix time at which the invariant watcher last completed a pass"
-        );
         metrics::gauge!("mesh_invariant_last_run_timestamp_seconds").set(crate::time::now_millis().timestamp() as f64);
         self.findings.0.lock().unwrap_or_else(PoisonError::into_inner).passes += 1;
     }

@@ -8,6 +8,7 @@
 //! - [`grpc`]: server builder (health, reflection, spans, metrics, graceful drain) and client builder
 //!   (deadlines, lazy reconnect, trace propagation, balancing over replicas).
 //! - [`error`]: the stable error codes and the one table mapping them to gRPC and HTTP.
+//! - [`metric_help`]: the `# HELP` text of every metric the mesh exports, in one table.
 //! - [`invariants`]: the invariant watcher: named checks of a service's own data, a gauge per
 //!   invariant and an ERROR line per violation, every `<P>_INVARIANT_CHECK_EVERY_SECS`.
 //! - [`idempotency`]: Idempotency-Key claims, replays and purging, stored in MySQL.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod grpc;
 pub mod idempotency;
 pub mod invariants;
+pub mod metric_help;
 pub mod redlock;
 pub mod replicas;
 pub mod saga;

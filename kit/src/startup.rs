@@ -37,6 +37,18 @@ pub async fn foundation<M: MigratorTrait>(settings: &ServiceSettings) -> anyhow:
             .await
             .context("MySQL")?;
     let sql = crate::db::SqlCounters::install(&mut db);
+    if settings.metrics_addr.is_some() {
+        // Only a process that is scraped reads its pool (tests run many pools per process,
+        // and a hook would keep each alive).
+        let pool = db.get_mysql_connection_pool().clone();
+        let max = f64::from(settings.db_max_connections);
+        crate::telemetry::on_scrape(move || {
+            let (size, idle) = (pool.size(), pool.num_idle() as u32);
+            metrics::gauge!("db_pool_connections", "state" => "in_use").set(f64::from(size.saturating_sub(idle)));
+            metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
+            metrics::gauge!("db_pool_max_connections").set(max);
+        });
+    }
     let server = GrpcServer::bind(settings).await?;
     let addr = server.local_addr()?;
     Ok(Foundation { db, sql, server, addr })

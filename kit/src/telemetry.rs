@@ -67,6 +67,33 @@ fn tracer_provider(service: &'static str) -> SdkTracerProvider {
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
+type ScrapeHook = Box<dyn Fn() + Send + Sync>;
+
+/// Gauges that are read at scrape time rather than kept up to date (process, pools).
+static SCRAPE_HOOKS: std::sync::Mutex<Vec<ScrapeHook>> = std::sync::Mutex::new(Vec::new());
+
+/// Runs `hook` before every render of `/metrics` (it sets gauges from what it reads).
+pub fn on_scrape(hook: impl Fn() + Send + Sync + 'static) {
+    SCRAPE_HOOKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(hook));
+}
+
+/// Creates the series `name{label=value}` for each value at 0 without changing one that
+/// exists: a counter that appears only at its first event hides that event from `rate()`
+/// and `increase()`, and an alert on it has nothing to read until then.
+pub fn declare_counters(name: &'static str, label: &'static str, values: &[&'static str]) {
+    for value in values {
+        metrics::counter!(name, label => *value).increment(0);
+    }
+}
+
+/// The Prometheus text of this process: the scrape-time gauges refreshed first.
+pub fn render() -> String {
+    for hook in SCRAPE_HOOKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        hook();
+    }
+    prometheus().render()
+}
+
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn prometheus() -> &'static PrometheusHandle {
     PROMETHEUS.get_or_init(|| {
@@ -77,7 +104,13 @@ pub fn prometheus() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Another recorder may already be installed (tests run several services per
         // process); the handle then stays empty, which is harmless.
-        let _ = metrics::set_global_recorder(recorder);
+        if metrics::set_global_recorder(recorder).is_ok() {
+            // CPU, resident memory, open fds and threads of this process, read per scrape.
+            let process = metrics_process::Collector::default();
+            process.describe();
+            on_scrape(move || process.collect());
+            crate::metric_help::describe_common();
+        }
         handle
     })
 }
@@ -86,11 +119,11 @@ pub fn prometheus() -> &'static PrometheusHandle {
 pub async fn serve_metrics(addr: SocketAddr) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    let handle = prometheus();
+    let _ = prometheus();
     tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else { continue };
-            let body = handle.render();
+            let body = render();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 // Scrapers send a small GET; whatever it asks for, the answer is the metrics.

@@ -50,6 +50,10 @@ impl Application {
         kit::startup::install_crypto_provider();
         let kit::startup::Foundation { db, sql, server, addr } = kit::startup::foundation::<Migrator>(settings).await?;
         let store = Store::new(db.clone(), sql.clone(), config.saga_lease);
+        kit::telemetry::declare_counters("checkout_refused_total", "reason", &["slots", "start_batch"]);
+        let compensable = crate::domain::StepName::compensable_names();
+        kit::telemetry::declare_counters("saga_compensations_deferred_total", "step", &compensable);
+        kit::telemetry::declare_counters("saga_compensations_total", "step", &compensable);
         let clients = ClientSettings { request_timeout: config.participant_timeout, ..ClientSettings::default() };
         let participants =
             Participants::connect(&config.inventory_url, &config.coupon_url, &config.point_url, &clients)?;

@@ -68,6 +68,7 @@ pub struct IssueGate {
 }
 
 fn gate_err(err: redis::RedisError) -> CouponError {
+    kit::cache::count_error("coupon_gate");
     CouponError::Gate(anyhow::Error::new(err))
 }
 
@@ -126,6 +127,7 @@ impl IssueGate {
         let result: redis::RedisResult<i64> =
             redis::cmd("ZREM").arg(self.key(coupon_id)).arg(user_id).query_async(&mut conn).await;
         if let Err(err) = result {
+            kit::cache::count_error("coupon_gate");
             tracing::warn!(error = %err, coupon_id, user_id, "could not undo a gate admission; reconcile will drop it");
         }
     }

@@ -99,10 +99,14 @@ async fn sequence_gap(db: DatabaseConnection) -> anyhow::Result<Vec<Violation>> 
 /// refuse them, as errors). More admissions than holders is normal while writes are in
 /// flight, and the reconciler drops the ones that never got written.
 async fn gate_drift(db: DatabaseConnection, gate: IssueGate) -> anyhow::Result<Vec<Violation>> {
-    let coupons = rows(&db, format!("SELECT id, issued_quantity FROM coupon ORDER BY id DESC LIMIT {LIMIT}")).await?;
+    let coupons =
+        rows(&db, format!("SELECT id, issued_quantity, total_quantity FROM coupon ORDER BY id DESC LIMIT {LIMIT}"))
+            .await?;
     let mut found = Vec::new();
     for row in &coupons {
-        let [id, issued] = ints::<2>(row)?;
+        let [id, issued, total] = ints::<3>(row)?;
+        // The same pass refreshes the dashboard's copies left (newest coupons only: bounded labels).
+        metrics::gauge!("coupon_remaining", "coupon_id" => id.to_string()).set((total - issued).max(0) as f64);
         if let Some((admitted, true)) = gate.admitted(id).await.map_err(|err| anyhow::anyhow!("{err}"))?
             && admitted < issued
         {

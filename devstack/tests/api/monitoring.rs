@@ -296,3 +296,74 @@ fn metric_names_used_lists_the_metrics_of_the_rules_and_the_dashboard() {
         names.iter().filter(|n| !n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')).collect();
     assert!(odd.is_empty(), "not metric names the mesh exports: {odd:?}");
 }
+
+/// Not exported yet, on purpose and visibly: the reconciliation pass (issue 13, item 2) that
+/// sets them is not built. Everything else the rules and the dashboard use must exist.
+const NOT_BUILT_YET: [&str; 2] = ["mesh_reconciliation_mismatches", "mesh_reconciliation_last_run_timestamp_seconds"];
+
+/// The metric names of a Prometheus text page (histograms by their base name).
+fn exported(page: &str) -> BTreeSet<String> {
+    page.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .map(|name| {
+            ["_bucket", "_sum", "_count"].iter().find_map(|suffix| name.strip_suffix(suffix)).unwrap_or(name).to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_running_mesh_exports_every_metric_the_rules_and_the_dashboard_use_with_help() {
+    use serde_json::json;
+    kit::testing::install_crypto_provider();
+    let stack = crate::stack::start_stack_with_env(
+        &[],
+        &[("PAYMENT_INVARIANT_CHECK_EVERY_SECS", "1"), ("COUPON_INVARIANT_CHECK_EVERY_SECS", "1")],
+    )
+    .await;
+    let (http, gw) = (stack.client(), stack.gateway.clone());
+    let post = |path: &str, body: serde_json::Value| http.post(format!("{gw}{path}")).json(&body).send();
+    let product: serde_json::Value =
+        post("/v1/products", json!({"name": "watched", "price": 100, "stock": 1})).await.unwrap().json().await.unwrap();
+    post("/v1/points/charge", json!({"userId": 7, "amount": 1000})).await.unwrap();
+    let coupon: serde_json::Value =
+        post("/v1/coupons", json!({"name": "c", "discountType": "FIXED", "discountValue": 10, "totalQuantity": 5}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    post(&format!("/v1/coupons/{}/issue", coupon["id"]), json!({"userId": 7})).await.unwrap();
+    // One order that completes and one that fails (sold out): both outcomes get counted.
+    for key in ["metrics-1", "metrics-2"] {
+        let order = json!({"userId": 7, "items": [{"productId": product["id"], "quantity": 1}]});
+        let answer = http.post(format!("{gw}/v1/orders")).header("idempotency-key", key).json(&order).send().await;
+        assert!(answer.unwrap().status().as_u16() < 500);
+    }
+    // Two watcher passes at 1 s, so every invariant gauge and the pool gauges exist.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    let mut pages = vec![http.get(format!("{gw}/metrics")).send().await.unwrap().text().await.unwrap()];
+    let metrics_ports: Vec<String> = stack
+        .lines()
+        .iter()
+        .filter_map(|line| line.split("metrics 127.0.0.1:").nth(1))
+        .map(|rest| rest.trim_end_matches(')').to_owned())
+        .collect();
+    assert_eq!(metrics_ports.len(), 4, "one metrics port per service: {metrics_ports:?}");
+    for port in &metrics_ports {
+        pages.push(reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap());
+    }
+    let all: BTreeSet<String> = pages.iter().flat_map(|page| exported(page)).collect();
+    let missing: Vec<String> = metric_names_used()
+        .into_iter()
+        .filter(|name| !all.contains(name) && !NOT_BUILT_YET.contains(&name.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "used by k8s/monitoring but exported by no process: {missing:?}");
+    for page in &pages {
+        for name in exported(page) {
+            assert!(page.contains(&format!("# HELP {name} ")), "{name} has no # HELP");
+        }
+    }
+    stack.stop().await;
+}

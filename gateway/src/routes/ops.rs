@@ -46,6 +46,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Prometheus text exposition of this process's metrics.
 pub async fn metrics() -> Response {
-    let body = kit::telemetry::prometheus().render();
+    let body = kit::telemetry::render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

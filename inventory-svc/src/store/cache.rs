@@ -55,6 +55,7 @@ impl ProductCache {
         let raw: Option<String> = match redis::cmd("GET").arg(self.key(id)).query_async(&mut conn).await {
             Ok(raw) => raw,
             Err(err) => {
+                kit::cache::count_error("product_cache_read");
                 tracing::warn!(error = %err, "product cache read failed; reading MySQL");
                 return None;
             }
@@ -84,6 +85,7 @@ impl ProductCache {
         let result: redis::RedisResult<i64> =
             self.put_if_newer.key(self.key(id)).arg(version).arg(json).arg(ttl_ms).invoke_async(&mut conn).await;
         if let Err(err) = result {
+            kit::cache::count_error("product_cache_write");
             tracing::warn!(error = %err, product_id = id, "product cache write failed; entry expires by TTL");
         }
     }

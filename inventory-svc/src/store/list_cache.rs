@@ -97,6 +97,7 @@ impl ListCache {
         }
         let mut conn = self.conn.clone();
         if let Err(err) = pipe.query_async::<()>(&mut conn).await {
+            kit::cache::count_error("catalog_cache_write");
             tracing::warn!(error = %err, "search ranking not cached");
         }
     }
@@ -108,6 +109,7 @@ impl ListCache {
         let raised: redis::RedisResult<i64> =
             self.raise.key(self.generation_key()).arg(generation).invoke_async(&mut conn).await;
         if let Err(err) = raised {
+            kit::cache::count_error("catalog_generation");
             tracing::warn!(error = %err, "catalog generation not raised in Redis; cached pages expire by TTL");
         }
     }
@@ -135,6 +137,7 @@ impl ListCache {
         {
             Ok(pair) => pair,
             Err(err) => {
+                kit::cache::count_error("catalog_cache_read");
                 tracing::warn!(error = %err, "catalog cache read failed; reading MySQL");
                 return None;
             }
@@ -156,6 +159,7 @@ impl ListCache {
             .query_async(&mut conn)
             .await;
         if let Err(err) = written {
+            kit::cache::count_error("catalog_cache_write");
             tracing::warn!(error = %err, "catalog cache write failed");
         }
     }

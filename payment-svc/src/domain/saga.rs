@@ -40,6 +40,11 @@ impl StepName {
     pub fn compensable(self) -> bool {
         self != Self::TransmitData
     }
+
+    /// The names of the steps that have a compensation (metric labels).
+    pub fn compensable_names() -> Vec<&'static str> {
+        Self::ALL.into_iter().filter(|s| s.compensable()).map(Self::as_str).collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -116,6 +116,9 @@ impl Driver {
             Outcome::Unsettled(_) => "UNSETTLED",
         };
         metrics::counter!("saga_outcomes_total", "outcome" => label).increment(1);
+        if let Outcome::Settled(Order { status: OrderStatus::Failed, failure: Some(failure), .. }) = &outcome {
+            metrics::counter!("checkout_failures_total", "code" => failure.code.clone()).increment(1);
+        }
         outcome
     }
 
@@ -318,6 +321,7 @@ impl Driver {
                 }
             }
             self.store.compensated(w, &order.id, seq, step, was).await.map_err(|_| "fenced off")?;
+            metrics::counter!("saga_compensations_total", "step" => step.as_str()).increment(1);
             if was != StepStatus::Failed {
                 touch(&mut order, seq, StepStatus::Compensated);
             }

@@ -34,7 +34,6 @@ async fn stuck_saga(db: DatabaseConnection, overdue: Duration) -> anyhow::Result
             [cutoff.naive_utc().into()],
         ))
         .await?;
-    metrics::describe_gauge!("saga_overdue", "Sagas still unsettled past their forward budget and two leases");
     metrics::gauge!("saga_overdue").set(rows.len() as f64);
     rows.iter()
         .map(|row| {
