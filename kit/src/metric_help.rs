@@ -76,6 +76,7 @@ const HELP: &[(&str, Kind, &str)] = &[
     ("coupon_gate_rebuilds_total", Counter, "Redis issue gates rebuilt from MySQL"),
     ("coupon_sold_out_for_good_total", Counter, "Coupons found sold out for good (answered from memory from then on)"),
     ("point_movements_total", Counter, "Point movements by operation and outcome"),
+    ("points_moved_total", Counter, "Points moved, by ledger entry type (CHARGE, USE, PAYMENT, REFUND)"),
     ("point_payments_total", Counter, "Saga point payments by outcome"),
     ("point_refunds_total", Counter, "Saga point refunds"),
 ];

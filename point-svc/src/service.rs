@@ -8,7 +8,7 @@ use kit::saga::SagaRef;
 use sea_orm::DatabaseConnection;
 
 use crate::domain::{
-    Balance, ChargeAmount, DebitAmount, HistoryLimit, LedgerEntry, OrderRef, PayAmount, PointError, UserId,
+    Balance, ChargeAmount, DebitAmount, EntryType, HistoryLimit, LedgerEntry, OrderRef, PayAmount, PointError, UserId,
 };
 use crate::store::{self, PaymentRecord, QueuedPayment, Refunded};
 
@@ -46,6 +46,7 @@ impl Points {
         })
         .await;
         count("charge", &outcome);
+        moved(EntryType::Charge, &outcome, amount.get());
         outcome
     }
 
@@ -55,6 +56,7 @@ impl Points {
         })
         .await;
         count("use", &outcome);
+        moved(EntryType::Use, &outcome, amount.get());
         outcome
     }
 
@@ -84,12 +86,18 @@ impl Points {
             Err(_) => "failed",
         };
         metrics::counter!("point_payments_total", "outcome" => outcome).increment(1);
+        if let Ok(record) = &result
+            && !record.replayed
+        {
+            points_moved(EntryType::Payment, record.amount);
+        }
         result
     }
 
     pub async fn refund(&self, saga: &SagaRef) -> Result<Refunded, PointError> {
         let refunded = store::refund(&self.db, saga).await?;
         metrics::counter!("point_refunds_total").increment(1);
+        points_moved(EntryType::Refund, refunded.amount);
         Ok(refunded)
     }
 }
@@ -101,4 +109,17 @@ fn count<T>(operation: &'static str, outcome: &Once<T>) {
         (Err(err), false) => err.code.as_str().to_lowercase(),
     };
     metrics::counter!("point_movements_total", "operation" => operation, "outcome" => label).increment(1);
+}
+
+/// Points that changed hands, by ledger entry type (a replay moved nothing).
+fn points_moved(entry: EntryType, amount: i64) {
+    if amount > 0 {
+        metrics::counter!("points_moved_total", "type" => entry.as_str()).increment(amount.unsigned_abs());
+    }
+}
+
+fn moved<T>(entry: EntryType, outcome: &Once<T>, amount: i64) {
+    if outcome.result.is_ok() && !outcome.replayed {
+        points_moved(entry, amount);
+    }
 }
