@@ -172,4 +172,12 @@ impl CouponService for CouponGrpc {
             null_compensation: restored.null_compensation,
         }))
     }
+    async fn saga_effects(
+        &self,
+        request: Request<mesh_proto::saga::v1::SagaEffectsRequest>,
+    ) -> Result<Response<mesh_proto::saga::v1::SagaEffectsResponse>, Status> {
+        let asked = kit::saga::effects_asked(&request.into_inner())?;
+        let held = self.coupons.used_by(&asked).await.map_err(status)?;
+        Ok(Response::new(kit::saga::effects_held(held)))
+    }
 }

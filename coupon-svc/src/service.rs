@@ -182,6 +182,11 @@ impl Coupons {
         store::restore(&self.db, saga).await
     }
 
+    /// Of `order_ids`, those holding a used coupon now.
+    pub async fn used_by(&self, order_ids: &[String]) -> Result<Vec<String>, CouponError> {
+        store::used_by(&self.db, order_ids).await
+    }
+
     /// Drops admissions that never reached MySQL (their holder crashed), so the copy they
     /// held becomes issuable again; confirms the ones that did.
     pub async fn reconcile(&self) -> Result<u64, CouponError> {

@@ -168,4 +168,12 @@ impl InventoryService for InventoryGrpc {
             null_compensation: released.null_compensation,
         }))
     }
+    async fn saga_effects(
+        &self,
+        request: Request<mesh_proto::saga::v1::SagaEffectsRequest>,
+    ) -> Result<Response<mesh_proto::saga::v1::SagaEffectsResponse>, Status> {
+        let asked = kit::saga::effects_asked(&request.into_inner())?;
+        let held = self.inventory.reserved_by(&asked).await.map_err(status)?;
+        Ok(Response::new(kit::saga::effects_held(held)))
+    }
 }

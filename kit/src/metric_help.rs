@@ -50,6 +50,16 @@ const HELP: &[(&str, Kind, &str)] = &[
         Gauge,
         "Unix time at which the invariant watcher last completed a pass",
     ),
+    (
+        "mesh_reconciliation_mismatches",
+        Gauge,
+        "Orders whose effects at the participants disagree with their status, by kind",
+    ),
+    (
+        "mesh_reconciliation_last_run_timestamp_seconds",
+        Gauge,
+        "Unix time at which payment-svc last completed a reconciliation pass",
+    ),
     // Business: orders and sagas.
     ("saga_outcomes_total", Counter, "Checkout drives by outcome (COMPLETED, FAILED, CANCELLED, UNSETTLED)"),
     ("checkout_failures_total", Counter, "Checkouts settled FAILED, by error code"),

@@ -83,3 +83,24 @@ impl SagaRef {
         Self { op, ..self.clone() }
     }
 }
+
+/// Most saga ids one reconciliation question may carry.
+pub const MAX_EFFECTS_ASKED: usize = 500;
+
+/// The saga ids of a `SagaEffects` call, checked like every saga id.
+pub fn effects_asked(request: &mesh_proto::saga::v1::SagaEffectsRequest) -> Result<Vec<String>, ServiceError> {
+    if request.saga_ids.len() > MAX_EFFECTS_ASKED {
+        return Err(ServiceError::validation("sagaIds", "at most 500 saga ids per call"));
+    }
+    for id in &request.saga_ids {
+        SagaRef::new(id.as_str(), "EFFECTS", Op::Action)?;
+    }
+    Ok(request.saga_ids.clone())
+}
+
+/// The answer to a `SagaEffects` call: the sagas whose effect is held.
+pub fn effects_held(held: Vec<String>) -> mesh_proto::saga::v1::SagaEffectsResponse {
+    mesh_proto::saga::v1::SagaEffectsResponse {
+        effects: held.into_iter().map(|saga_id| mesh_proto::saga::v1::SagaEffect { saga_id, held: true }).collect(),
+    }
+}

@@ -26,6 +26,8 @@ struct Extras {
     saga_lease_ms: u64,
     /// How often unsettled sagas with an expired lease are looked for.
     recover_every_ms: u64,
+    /// How often a reconciliation pass asks the participants about the next chunk of orders.
+    reconcile_every_ms: u64,
     /// TTL of the per-user Redlock (kept alive while held).
     lock_ttl_ms: u64,
     /// How long a checkout waits for another checkout of the same user.
@@ -58,6 +60,7 @@ pub struct PaymentConfig {
     pub platform_timeout: Duration,
     pub saga_lease: Duration,
     pub recover_every: Duration,
+    pub reconcile_every: Duration,
     pub lock_ttl: Duration,
     pub lock_wait: Duration,
     pub idempotency_retention: Duration,
@@ -86,6 +89,7 @@ impl PaymentConfig {
                 platform_timeout_ms: 1_000,
                 saga_lease_ms: 10_000,
                 recover_every_ms: 1_000,
+                reconcile_every_ms: 10_000,
                 lock_ttl_ms: 10_000,
                 lock_wait_ms: 3_000,
                 idempotency_retention_secs: 24 * 3600,
@@ -110,6 +114,7 @@ impl PaymentConfig {
             platform_timeout: ms(extras.platform_timeout_ms.max(1)),
             saga_lease: ms(extras.saga_lease_ms.max(100)),
             recover_every: ms(extras.recover_every_ms.max(10)),
+            reconcile_every: ms(extras.reconcile_every_ms.max(100)),
             lock_ttl: ms(extras.lock_ttl_ms.max(100)),
             lock_wait: ms(extras.lock_wait_ms),
             idempotency_retention: Duration::from_secs(extras.idempotency_retention_secs),
@@ -143,6 +148,7 @@ impl PaymentConfig {
             platform_timeout: ms(1_000),
             saga_lease: ms(10_000),
             recover_every: ms(1_000),
+            reconcile_every: ms(10_000),
             lock_ttl: ms(10_000),
             lock_wait: ms(3_000),
             idempotency_retention: Duration::from_secs(24 * 3600),

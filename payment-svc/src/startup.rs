@@ -17,6 +17,7 @@ use crate::platform::DataPlatform;
 use crate::saga::driver::{Driver, Policies, default_policies};
 use crate::saga::journal::Journal;
 use crate::saga::locks::UserLocks;
+use crate::saga::reconciliation::{Mismatches, Reconciliation};
 use crate::saga::recovery::Recovery;
 use crate::service::{Admission, Payments};
 use crate::store::Store;
@@ -32,6 +33,8 @@ pub struct Application {
     config: PaymentConfig,
     /// What the invariant watcher found (it runs from `build` until the server stops).
     invariants: Findings,
+    /// What the reconciliation pass found (it runs as long as the watcher).
+    reconciliation: Mismatches,
     watching: CancellationToken,
 }
 
@@ -70,12 +73,32 @@ impl Application {
             answer_budget: config.answer_budget,
         };
         let payments = Payments::new(store.clone(), driver.clone(), journal, locks.clone(), owner.clone(), admission);
-        let recovery = Recovery { store, driver, locks, owner, every: config.recover_every };
         let watching = CancellationToken::new();
+        let reconciliation = Mismatches::default();
+        Reconciliation {
+            store: store.clone(),
+            participants: driver.participants.clone(),
+            every: config.reconcile_every,
+            chunk: kit::saga::MAX_EFFECTS_ASKED as u32,
+            mismatches: reconciliation.clone(),
+        }
+        .spawn(watching.clone());
+        let recovery = Recovery { store, driver, locks, owner, every: config.recover_every };
         let overdue = config.forward_budget + config.saga_lease * 2;
         let invariants = crate::store::invariant_watcher(db.clone(), settings.invariant_check_every(), overdue)
             .spawn(watching.clone());
-        Ok(Self { addr, server, db, payments, recovery, sql, config: config.clone(), invariants, watching })
+        Ok(Self {
+            addr,
+            server,
+            db,
+            payments,
+            recovery,
+            sql,
+            config: config.clone(),
+            invariants,
+            reconciliation,
+            watching,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -85,6 +108,11 @@ impl Application {
     /// The invariant watcher's findings (tests read them; production reads the gauges).
     pub fn invariants(&self) -> Findings {
         self.invariants.clone()
+    }
+
+    /// The reconciliation pass's known mismatches.
+    pub fn reconciliation(&self) -> Mismatches {
+        self.reconciliation.clone()
     }
 
     /// What this replica ran on MySQL so far (tests count a checkout's statements with it).

@@ -105,4 +105,12 @@ impl PointService for PointGrpc {
             null_compensation: refunded.null_compensation,
         }))
     }
+    async fn saga_effects(
+        &self,
+        request: Request<mesh_proto::saga::v1::SagaEffectsRequest>,
+    ) -> Result<Response<mesh_proto::saga::v1::SagaEffectsResponse>, Status> {
+        let asked = kit::saga::effects_asked(&request.into_inner())?;
+        let held = self.points.paid_for(&asked).await.map_err(status)?;
+        Ok(Response::new(kit::saga::effects_held(held)))
+    }
 }

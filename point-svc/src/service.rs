@@ -94,6 +94,11 @@ impl Points {
         result
     }
 
+    /// Of `order_ids`, those whose points are paid and not refunded now.
+    pub async fn paid_for(&self, order_ids: &[String]) -> Result<Vec<String>, PointError> {
+        store::paid_for(&self.db, order_ids).await
+    }
+
     pub async fn refund(&self, saga: &SagaRef) -> Result<Refunded, PointError> {
         let refunded = store::refund(&self.db, saga).await?;
         metrics::counter!("point_refunds_total").increment(1);

@@ -7,11 +7,12 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_init;
+mod m20261203_000002_order_index;
 
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_init::Migration)]
+        vec![Box::new(m20261121_000001_init::Migration), Box::new(m20261203_000002_order_index::Migration)]
     }
 }

@@ -11,7 +11,7 @@ pub use coupons::{create, get, holds, issued_quantity, list, user_coupons};
 pub use gate::{Admission, IssueGate};
 pub use invariants::watcher as invariant_watcher;
 pub use issue::{IssueRequest, all_holders, holders_among, issue_batch};
-pub use saga::{Restored, Used, restore, use_coupon};
+pub use saga::{Restored, Used, restore, use_coupon, used_by};
 
 use crate::domain::CouponError;
 

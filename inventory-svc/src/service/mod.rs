@@ -120,4 +120,9 @@ impl Inventory {
         }
         Ok(released)
     }
+
+    /// Of `saga_ids`, those holding reserved stock now.
+    pub async fn reserved_by(&self, saga_ids: &[String]) -> Result<Vec<String>, InventoryError> {
+        store::held_by(&self.db, saga_ids).await
+    }
 }

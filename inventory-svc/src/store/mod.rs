@@ -20,7 +20,7 @@ pub use hot_reservations::{HotReservation, reserve_batch};
 pub use invariants::watcher as invariant_watcher;
 pub use list_cache::ListCache;
 pub use products::{get, set_stock};
-pub use reservations::{Released, Reserved, release, reserve};
+pub use reservations::{Released, Reserved, held_by, release, reserve};
 
 use crate::domain::InventoryError;
 

@@ -2,12 +2,15 @@
 //! carrying its saga coordinates, each with a deadline (the channel's), and every error
 //! reduced to [`StepError`] (business rejection or transient).
 
+use std::collections::HashSet;
+
 use kit::grpc::{ClientSettings, MeshChannel, channel};
 use kit::saga::SagaRef;
 use kit::{ErrorCode, ServiceError};
 use mesh_proto::coupon::v1::{self as coupon_pb, coupon_service_client::CouponServiceClient};
 use mesh_proto::inventory::v1::{self as inventory_pb, inventory_service_client::InventoryServiceClient};
 use mesh_proto::point::v1::{self as point_pb, point_service_client::PointServiceClient};
+use mesh_proto::saga::v1::SagaEffectsRequest;
 use tonic::Status;
 
 use crate::domain::{Failure, OrderLine};
@@ -104,4 +107,28 @@ impl Participants {
         self.point.clone().refund(request).await.map_err(|s| step_error(&s))?;
         Ok(())
     }
+
+    /// Of `saga_ids` (at most `kit::saga::MAX_EFFECTS_ASKED`), which hold each participant's
+    /// effect now, as the participants themselves see it (reconciliation).
+    pub async fn effects(&self, saga_ids: &[String]) -> Result<HeldEffects, tonic::Status> {
+        let request = || SagaEffectsRequest { saga_ids: saga_ids.to_vec() };
+        let (mut inventory, mut coupon, mut point) = (self.inventory.clone(), self.coupon.clone(), self.point.clone());
+        let (reserved, coupons, paid) = tokio::try_join!(
+            inventory.saga_effects(request()),
+            coupon.saga_effects(request()),
+            point.saga_effects(request()),
+        )?;
+        let held = |response: tonic::Response<mesh_proto::saga::v1::SagaEffectsResponse>| {
+            response.into_inner().effects.into_iter().filter(|e| e.held).map(|e| e.saga_id).collect()
+        };
+        Ok(HeldEffects { reserved: held(reserved), coupon_used: held(coupons), paid: held(paid) })
+    }
+}
+
+/// The sagas whose effect stands at each participant.
+#[derive(Debug, Default)]
+pub struct HeldEffects {
+    pub reserved: HashSet<String>,
+    pub coupon_used: HashSet<String>,
+    pub paid: HashSet<String>,
 }

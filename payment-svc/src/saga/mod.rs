@@ -7,6 +7,8 @@
 //!   stalled driver, a compensation waiting for its retry) and drives them on.
 //! - [`retry`]: capped exponential backoff with jitter.
 //! - [`locks`]: the per-user Redlock and the fencing epoch minted with it.
+//! - [`reconciliation`]: a periodic pass asking the participants whether each settled order's
+//!   effects stand as the order says (`mesh_reconciliation_mismatches{kind}`).
 //!
 //! Participants are reached through [`Participants`] (gRPC, `crate::grpc::clients`) and the
 //! data platform through [`crate::platform`]; both answer in terms of [`StepError`].
@@ -14,6 +16,7 @@
 pub mod driver;
 pub mod journal;
 pub mod locks;
+pub mod reconciliation;
 pub mod recovery;
 pub mod retry;
 

@@ -8,6 +8,7 @@
 //! (its lease taken over, or its Redlock expired and taken by someone else) matches no row
 //! and writes nothing.
 
+mod audit;
 mod invariants;
 mod orders;
 mod saga;
@@ -20,6 +21,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
 };
 
+pub use audit::AuditedOrder;
 pub use invariants::watcher as invariant_watcher;
 pub use saga::{CancelRefused, SagaRecord};
 pub use settle::Completion;

@@ -33,6 +33,8 @@ pub struct TestMesh {
     pub payment_sql: Vec<std::sync::Arc<kit::db::SqlCounters>>,
     /// What each payment replica's invariant watcher found (checking every second).
     pub payment_invariants: Vec<kit::invariants::Findings>,
+    /// What each payment replica's reconciliation found (a pass every 500 ms).
+    pub payment_reconciliation: Vec<payment_svc::saga::reconciliation::Mismatches>,
     pub payment_stops: Vec<CancellationToken>,
     shutdown: CancellationToken,
     http: reqwest::Client,
@@ -141,17 +143,20 @@ pub async fn spawn_mesh_with(tuning: PaymentTuning) -> TestMesh {
     payment_config.recover_every = tuning.recover_every;
     payment_config.lock_ttl = tuning.lock_ttl;
     payment_config.forward_budget = tuning.forward_budget;
+    payment_config.reconcile_every = Duration::from_millis(500);
     payment_config.participant_timeout = Duration::from_millis(1_500);
     let mut payments = Vec::new();
     let mut payment_stops = Vec::new();
     let mut payment_sql = Vec::new();
     let mut payment_invariants = Vec::new();
+    let mut payment_reconciliation = Vec::new();
     for _ in 0..tuning.replicas {
         let stop = shutdown.child_token();
-        let (client, sql, invariants) = start_payment_watched(&payment_config, stop.clone()).await;
+        let (client, sql, (invariants, reconciliation)) = start_payment_watched(&payment_config, stop.clone()).await;
         payments.push(client);
         payment_sql.push(sql);
         payment_invariants.push(invariants);
+        payment_reconciliation.push(reconciliation);
         payment_stops.push(stop);
     }
     TestMesh {
@@ -169,6 +174,7 @@ pub async fn spawn_mesh_with(tuning: PaymentTuning) -> TestMesh {
         coupon_stop,
         payment_sql,
         payment_invariants,
+        payment_reconciliation,
         payment_stops,
         prefix,
         shutdown,
@@ -190,13 +196,16 @@ pub async fn start_payment_counted(
     (client, sql)
 }
 
-/// [`start_payment_counted`], with the replica's invariant findings.
+/// What a payment replica's background checks found: its invariants, its reconciliation.
+pub type Watched = (kit::invariants::Findings, payment_svc::saga::reconciliation::Mismatches);
+
+/// [`start_payment_counted`], with what the replica's background checks find.
 pub async fn start_payment_watched(
     config: &PaymentConfig,
     stop: CancellationToken,
-) -> (PaymentServiceClient<Channel>, std::sync::Arc<kit::db::SqlCounters>, kit::invariants::Findings) {
+) -> (PaymentServiceClient<Channel>, std::sync::Arc<kit::db::SqlCounters>, Watched) {
     let app = payment_svc::startup::Application::build(config).await.expect("payment-svc builds");
-    let (addr, sql, invariants) = (app.addr(), app.sql_counters(), app.invariants());
+    let (addr, sql, invariants) = (app.addr(), app.sql_counters(), (app.invariants(), app.reconciliation()));
     tokio::spawn(app.run_until_stopped(stop));
     (PaymentServiceClient::connect(format!("http://{addr}")).await.unwrap(), sql, invariants)
 }

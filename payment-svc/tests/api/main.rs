@@ -7,4 +7,5 @@ mod helpers;
 mod idempotency;
 mod invariants;
 mod journal;
+mod reconciliation;
 mod recovery;

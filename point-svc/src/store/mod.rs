@@ -12,7 +12,7 @@ mod saga;
 pub use invariants::watcher as invariant_watcher;
 pub use ledger::{balance, charge, history, use_points};
 pub use pay_batch::{QueuedPayment, pay_batch};
-pub use saga::{PaymentRecord, Refunded, pay, refund};
+pub use saga::{PaymentRecord, Refunded, paid_for, pay, refund};
 
 use crate::domain::PointError;
 
