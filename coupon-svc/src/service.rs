@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use chrono::Utc;
 use kit::batch::Combiner;
@@ -137,7 +138,8 @@ impl Coupons {
 
     async fn admit(&self, coupon: &Coupon, user: UserId) -> Result<i64, CouponError> {
         for _ in 0..3 {
-            match self.gate.admit(coupon.id, user.get(), coupon.total_quantity).await? {
+            let admitted = self.gate.admit(coupon.id, user.get(), coupon.total_quantity);
+            match admitted.instrument(tracing::info_span!("redis.coupon_gate", coupon_id = coupon.id)).await? {
                 Admission::Admitted(position) => return Ok(position),
                 Admission::AlreadyIssued => {
                     metrics::counter!("coupon_issues_total", "outcome" => "already_issued").increment(1);
@@ -175,11 +177,15 @@ impl Coupons {
         order_id: &str,
         order_amount: i64,
     ) -> Result<Used, CouponError> {
-        store::use_coupon(&self.db, saga, user_coupon_id, user, order_id, order_amount).await
+        store::use_coupon(&self.db, saga, user_coupon_id, user, order_id, order_amount)
+            .instrument(tracing::info_span!("sql.use_coupon", saga_id = saga.saga_id()))
+            .await
     }
 
     pub async fn restore(&self, saga: &SagaRef) -> Result<Restored, CouponError> {
-        store::restore(&self.db, saga).await
+        store::restore(&self.db, saga)
+            .instrument(tracing::info_span!("sql.restore_coupon", saga_id = saga.saga_id()))
+            .await
     }
 
     /// Of `order_ids`, those holding a used coupon now.

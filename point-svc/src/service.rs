@@ -6,6 +6,7 @@ use kit::batch::Combiner;
 use kit::idempotency::{self, IdempotencyKey, Once};
 use kit::saga::SagaRef;
 use sea_orm::DatabaseConnection;
+use tracing::Instrument;
 
 use crate::domain::{
     Balance, ChargeAmount, DebitAmount, EntryType, HistoryLimit, LedgerEntry, OrderRef, PayAmount, PointError, UserId,
@@ -75,9 +76,17 @@ impl Points {
             Some((lanes, count)) => {
                 let lane = (user.get().unsigned_abs() % *count as u64) as usize;
                 let item = QueuedPayment { saga: saga.clone(), user, order: order.clone(), amount };
-                lanes.submit(lane, item).await.unwrap_or_else(|lost| Err(PointError::Store(lost.into())))
+                lanes
+                    .submit(lane, item)
+                    .instrument(tracing::info_span!("sql.pay_points", saga_id = saga.saga_id(), batched = true))
+                    .await
+                    .unwrap_or_else(|lost| Err(PointError::Store(lost.into())))
             }
-            None => store::pay(&self.db, saga, user, order, amount).await,
+            None => {
+                store::pay(&self.db, saga, user, order, amount)
+                    .instrument(tracing::info_span!("sql.pay_points", saga_id = saga.saga_id(), batched = false))
+                    .await
+            }
         };
         let outcome = match &result {
             Ok(record) if record.replayed => "replayed",
@@ -100,7 +109,9 @@ impl Points {
     }
 
     pub async fn refund(&self, saga: &SagaRef) -> Result<Refunded, PointError> {
-        let refunded = store::refund(&self.db, saga).await?;
+        let refunded = store::refund(&self.db, saga)
+            .instrument(tracing::info_span!("sql.refund_points", saga_id = saga.saga_id()))
+            .await?;
         metrics::counter!("point_refunds_total").increment(1);
         points_moved(EntryType::Refund, refunded.amount);
         Ok(refunded)

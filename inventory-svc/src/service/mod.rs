@@ -12,6 +12,7 @@ pub use catalog::Catalog;
 use kit::batch::Combiner;
 use kit::saga::SagaRef;
 use sea_orm::DatabaseConnection;
+use tracing::Instrument;
 
 use crate::domain::{
     InventoryError, NewProduct, Page, Product, ProductId, ProductImport, ProductQuery, ReservationRequest, StockLevel,
@@ -93,9 +94,17 @@ impl Inventory {
             ([line], Some(hot_rows)) => {
                 let item = HotReservation { saga: saga.clone(), product: line.product_id, quantity: line.quantity };
                 let lane = (line.product_id.get().unsigned_abs() % RESERVE_LANES) as usize;
-                hot_rows.submit(lane, item).await.unwrap_or_else(|lost| Err(InventoryError::Store(lost.into())))
+                hot_rows
+                    .submit(lane, item)
+                    .instrument(tracing::info_span!("sql.reserve_stock", saga_id = saga.saga_id(), batched = true))
+                    .await
+                    .unwrap_or_else(|lost| Err(InventoryError::Store(lost.into())))
             }
-            _ => store::reserve(&self.db, saga, request).await,
+            _ => {
+                store::reserve(&self.db, saga, request)
+                    .instrument(tracing::info_span!("sql.reserve_stock", saga_id = saga.saga_id(), batched = false))
+                    .await
+            }
         };
         let outcome = match &result {
             Ok(reserved) if reserved.replayed => "replayed",
@@ -113,7 +122,9 @@ impl Inventory {
     }
 
     pub async fn release(&self, saga: &SagaRef) -> Result<Released, InventoryError> {
-        let released = store::release(&self.db, saga).await?;
+        let released = store::release(&self.db, saga)
+            .instrument(tracing::info_span!("sql.release_stock", saga_id = saga.saga_id()))
+            .await?;
         metrics::counter!("inventory_releases_total").increment(1);
         for &(id, version) in &released.changed {
             self.cache.invalidate(id, version).await;

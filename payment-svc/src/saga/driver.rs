@@ -20,6 +20,7 @@ use std::time::Duration;
 use kit::saga::{Op, SagaRef};
 use kit::{ErrorCode, ServiceError};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::journal::Journal;
 use super::retry::RetryPolicy;
@@ -178,7 +179,12 @@ impl Driver {
             step.updated_at = order.updated_at;
         }
         let completion = Completion { writer: w.clone(), order: order.clone(), step_rows };
-        match self.journal.complete(completion).await {
+        match self
+            .journal
+            .complete(completion)
+            .instrument(tracing::info_span!("sql.checkout_settle", order_id = %order.id))
+            .await
+        {
             Ok(()) => Ok(true),
             Err(err) => {
                 if let WriteError::Db(db) = &*err {
@@ -253,6 +259,10 @@ impl Driver {
     }
 
     async fn attempt(&self, order: &Order, step: StepName) -> Result<Reply, StepError> {
+        self.attempt_once(order, step).instrument(tracing::info_span!("saga.step", step = step.as_str())).await
+    }
+
+    async fn attempt_once(&self, order: &Order, step: StepName) -> Result<Reply, StepError> {
         let saga = saga_ref(order, step, Op::Action)?;
         match step {
             StepName::ReserveStock => self.participants.reserve_stock(&saga, &order.lines).await.map(Reply::Prices),
@@ -338,6 +348,10 @@ impl Driver {
     }
 
     async fn undo(&self, order: &Order, step: StepName) -> Result<(), StepError> {
+        self.undo_once(order, step).instrument(tracing::info_span!("saga.compensate", step = step.as_str())).await
+    }
+
+    async fn undo_once(&self, order: &Order, step: StepName) -> Result<(), StepError> {
         let saga = saga_ref(order, step, Op::Compensate)?;
         match step {
             StepName::ReserveStock => self.participants.release_stock(&saga).await,

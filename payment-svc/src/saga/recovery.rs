@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::driver::{Driver, Outcome};
 use super::locks::UserLocks;
@@ -58,7 +59,9 @@ impl Recovery {
                 }
             }
             let this = self.clone();
-            drives.spawn(async move { this.recover(&id).await });
+            // A trace of its own per recovered saga: its participant calls are traced too.
+            let span = tracing::info_span!("saga_recovery", order_id = %id);
+            drives.spawn(async move { this.recover(&id).await }.instrument(span));
         }
         let (mut driven, mut failed, mut first_error) = (0, 0, None);
         while let Some(done) = drives.join_next().await {

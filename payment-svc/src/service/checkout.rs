@@ -8,6 +8,7 @@ use kit::ServiceError;
 use kit::idempotency::{IdempotencyKey, Once};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
 
 use super::{Payments, Progress};
 use crate::domain::{Order, OrderId, PaymentError, Phase, PlaceOrder};
@@ -44,10 +45,16 @@ impl Payments {
         let (tx, mut rx) = mpsc::channel(2);
         let this = self.clone();
         let (task_id, task_key) = (id.clone(), key.clone());
-        tokio::spawn(async move {
-            this.start_and_drive(task_id, request, &task_key, start_by, &tx).await;
-            drop(slot);
-        });
+        // The saga outlives the request, but stays in its trace: every participant call made
+        // by the drive carries this span's context.
+        let span = tracing::info_span!("checkout_saga", order_id = %id.as_str());
+        tokio::spawn(
+            async move {
+                this.start_and_drive(task_id, request, &task_key, start_by, &tx).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
         match rx.recv().await {
             Some(Progress::Started(pending)) => match timeout_at(answer_by, rx.recv()).await {
                 Ok(Some(Progress::Settled(order))) => Ok((order, false)),
@@ -75,17 +82,18 @@ impl Payments {
         let user = request.user().get();
         // The lock is busy while any checkout of this user runs. If it is this very key's
         // (a retry, a duplicate), there is nothing to wait for: join it.
-        let held = match inner.locks.acquire(user, Duration::ZERO).await {
-            Ok(held) => Ok(held),
-            Err(_) => match inner.store.saga(&id).await {
-                Ok(Some(saga)) => {
-                    let _ = tx.send(Progress::Exists(Some(Box::new(saga)))).await;
-                    return;
-                }
-                Ok(None) => inner.locks.acquire(user, start_by.saturating_duration_since(Instant::now())).await,
-                Err(err) => Err(err),
-            },
-        };
+        let held =
+            match inner.locks.acquire(user, Duration::ZERO).instrument(tracing::info_span!("redlock.acquire")).await {
+                Ok(held) => Ok(held),
+                Err(_) => match inner.store.saga(&id).await {
+                    Ok(Some(saga)) => {
+                        let _ = tx.send(Progress::Exists(Some(Box::new(saga)))).await;
+                        return;
+                    }
+                    Ok(None) => inner.locks.acquire(user, start_by.saturating_duration_since(Instant::now())).await,
+                    Err(err) => Err(err),
+                },
+            };
         let held = match held {
             Ok(held) => held,
             Err(err) => {
@@ -104,22 +112,23 @@ impl Payments {
             fence: UserLocks::resource(user),
             at,
         };
-        let epoch = match inner.journal.start(checkout, start_by).await {
-            Started::Outcome(StartOutcome::Started { epoch }) => epoch,
-            other => {
-                held.release().await;
-                let progress = match other {
-                    Started::Outcome(StartOutcome::Exists) => Progress::Exists(None),
-                    Started::Outcome(StartOutcome::Failed(err)) => Progress::Refused(PaymentError::store(err)),
-                    _ => {
-                        metrics::counter!("checkout_refused_total", "reason" => "start_batch").increment(1);
-                        Progress::Refused(PaymentError::Overloaded)
-                    }
-                };
-                let _ = tx.send(progress).await;
-                return;
-            }
-        };
+        let epoch =
+            match inner.journal.start(checkout, start_by).instrument(tracing::info_span!("sql.checkout_start")).await {
+                Started::Outcome(StartOutcome::Started { epoch }) => epoch,
+                other => {
+                    held.release().await;
+                    let progress = match other {
+                        Started::Outcome(StartOutcome::Exists) => Progress::Exists(None),
+                        Started::Outcome(StartOutcome::Failed(err)) => Progress::Refused(PaymentError::store(err)),
+                        _ => {
+                            metrics::counter!("checkout_refused_total", "reason" => "start_batch").increment(1);
+                            Progress::Refused(PaymentError::Overloaded)
+                        }
+                    };
+                    let _ = tx.send(progress).await;
+                    return;
+                }
+            };
         let order = Order::new_checkout(&id, &request, at);
         let _ = tx.send(Progress::Started(order.clone())).await;
         let writer = Writer { owner: inner.owner.clone(), fence: UserLocks::resource(user), epoch };
@@ -171,10 +180,14 @@ impl Payments {
             let this = self.clone();
             let user = saga.order.user_id;
             let task_id = id.clone();
-            tokio::spawn(async move {
-                let outcome = this.take_over(&task_id, user).await;
-                let _ = tx.send(outcome).await;
-            });
+            let span = tracing::info_span!("checkout_saga_takeover", order_id = %id.as_str());
+            tokio::spawn(
+                async move {
+                    let outcome = this.take_over(&task_id, user).await;
+                    let _ = tx.send(outcome).await;
+                }
+                .instrument(span),
+            );
             return match timeout_at(answer_by, rx.recv()).await {
                 Ok(Some(Ok(Outcome::Settled(order)))) => Ok((order, true)),
                 Ok(Some(Err(err))) => Err(err),
