@@ -7,3 +7,4 @@ mod k6;
 mod logs;
 mod monitoring;
 mod stack;
+mod traces;
