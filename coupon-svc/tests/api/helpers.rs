@@ -34,6 +34,11 @@ pub async fn spawn_replicas(replicas: usize) -> TestApp {
 /// Replicas whose gate lives in the Redis at `redis_url` (a `kit::testing::RedisNode` of the test's own
 /// when the test takes Redis away).
 pub async fn spawn_on_redis(replicas: usize, redis_url: &str) -> TestApp {
+    spawn_checking_every(replicas, redis_url, 30).await
+}
+
+/// Replicas whose invariant watchers check every `secs` (the invariant test uses 1).
+pub async fn spawn_checking_every(replicas: usize, redis_url: &str, secs: u64) -> TestApp {
     kit::testing::install_crypto_provider();
     let prefix = kit::testing::unique_prefix();
     let schema = format!("{prefix}coupon");
@@ -42,6 +47,7 @@ pub async fn spawn_on_redis(replicas: usize, redis_url: &str) -> TestApp {
     for _ in 0..replicas {
         let mut service = kit::testing::service_settings(&schema, &prefix);
         service.redis_url = redis_url.to_owned();
+        service.invariant_check_every_secs = secs;
         let config = CouponConfig { service, issue_batch_max: 512, reconcile_every: Duration::from_secs(3600) };
         let app = Application::build(&config).await.expect("coupon-svc builds");
         let addr = app.addr();

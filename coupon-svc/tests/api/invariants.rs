@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 
-use crate::helpers::{fixed, spawn_app};
+use crate::helpers::{TestApp, fixed, spawn_checking_every};
+
+async fn spawn_app() -> TestApp {
+    spawn_checking_every(1, &kit::testing::redis_url(), 1).await
+}
 
 const WITHIN: Duration = Duration::from_secs(5);
 

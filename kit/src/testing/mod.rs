@@ -57,8 +57,6 @@ pub fn service_settings(schema: &str, redis_prefix: &str) -> crate::config::Serv
     settings.redis_key_prefix = redis_prefix.to_owned();
     settings.db_max_connections = 8;
     settings.shutdown_drain_ms = 0;
-    // Tests that corrupt a row wait for the watcher's next pass; on tiny schemas it is cheap.
-    settings.invariant_check_every_secs = 1;
     settings
 }
 

@@ -49,6 +49,9 @@ pub struct PaymentTuning {
     pub recover_every: Duration,
     pub lock_ttl: Duration,
     pub forward_budget: Duration,
+    /// Invariant watcher every second and reconciliation every 500 ms (their own tests);
+    /// otherwise the defaults, sparing the shared MariaDB while the suite runs.
+    pub fast_checks: bool,
 }
 
 impl Default for PaymentTuning {
@@ -60,6 +63,7 @@ impl Default for PaymentTuning {
             recover_every: Duration::from_secs(1),
             lock_ttl: Duration::from_secs(10),
             forward_budget: Duration::from_secs(30),
+            fast_checks: false,
         }
     }
 }
@@ -143,7 +147,10 @@ pub async fn spawn_mesh_with(tuning: PaymentTuning) -> TestMesh {
     payment_config.recover_every = tuning.recover_every;
     payment_config.lock_ttl = tuning.lock_ttl;
     payment_config.forward_budget = tuning.forward_budget;
-    payment_config.reconcile_every = Duration::from_millis(500);
+    if tuning.fast_checks {
+        payment_config.reconcile_every = Duration::from_millis(500);
+        payment_config.service.invariant_check_every_secs = 1;
+    }
     payment_config.participant_timeout = Duration::from_millis(1_500);
     let mut payments = Vec::new();
     let mut payment_stops = Vec::new();

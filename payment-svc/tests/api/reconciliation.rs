@@ -7,7 +7,11 @@ use std::time::Duration;
 use mesh_proto::payment::v1 as pb;
 use sea_orm::{ConnectionTrait, Database};
 
-use crate::helpers::{line, spawn_mesh, status_of};
+use crate::helpers::{PaymentTuning, TestMesh, line, spawn_mesh_with, status_of};
+
+async fn spawn_mesh() -> TestMesh {
+    spawn_mesh_with(PaymentTuning { fast_checks: true, ..PaymentTuning::default() }).await
+}
 
 const WITHIN: Duration = Duration::from_secs(10);
 

@@ -23,10 +23,16 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_checking_every(30).await
+}
+
+/// An app whose invariant watcher checks every `secs` (the invariant tests use 1).
+pub async fn spawn_app_checking_every(secs: u64) -> TestApp {
     kit::testing::install_crypto_provider();
     let schema = format!("{}point", kit::testing::unique_prefix());
     let mut service = kit::testing::service_settings(&schema, "");
     service.db_max_connections = 24;
+    service.invariant_check_every_secs = secs;
     let config = PointConfig {
         service,
         idempotency_retention: Duration::from_secs(24 * 3600),

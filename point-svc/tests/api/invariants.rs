@@ -7,7 +7,11 @@ use kit::saga::Op;
 use mesh_proto::point::v1 as pb;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
-use crate::helpers::{saga, spawn_app};
+use crate::helpers::{TestApp, saga, spawn_app_checking_every};
+
+async fn spawn_app() -> TestApp {
+    spawn_app_checking_every(1).await
+}
 
 const WITHIN: Duration = Duration::from_secs(5);
 
