@@ -94,6 +94,22 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
     Database::connect(options(schema_url(mysql_url, schema), max_connections)).await.map_err(connect_err)
 }
 
+/// The ids of `ids` a query picks: `select(marks)` builds a one-column SELECT of string ids
+/// whose `IN ({marks})` takes them as bound values (the participants' `SagaEffects`).
+pub async fn ids_among<C: ConnectionTrait>(
+    db: &C,
+    select: impl FnOnce(&str) -> String,
+    ids: &[String],
+) -> Result<Vec<String>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let values = ids.iter().map(|id| sea_orm::Value::from(id.as_str()));
+    let rows = db.query_all_raw(Statement::from_sql_and_values(DbBackend::MySql, select(&marks), values)).await?;
+    rows.iter().map(|row| row.try_get_by_index(0)).collect()
+}
+
 /// Drops `schema` (tests and `devstack --fresh`).
 pub async fn drop_schema(mysql_url: &str, schema: &str) -> Result<(), DbSetupError> {
     if !valid_schema_name(schema) {

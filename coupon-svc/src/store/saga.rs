@@ -132,17 +132,8 @@ async fn restore_in<C: ConnectionTrait>(txn: &C, saga: &SagaRef) -> Result<Resto
 
 /// Of `order_ids`, those that hold a used coupon now (reconciliation).
 pub async fn used_by(db: &DatabaseConnection, order_ids: &[String]) -> Result<Vec<String>, CouponError> {
-    if order_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let marks = vec!["?"; order_ids.len()].join(", ");
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            format!("SELECT DISTINCT order_id FROM user_coupon WHERE order_id IN ({marks}) AND status = 'USED'"),
-            order_ids.iter().map(|id| sea_orm::Value::from(id.as_str())),
-        ))
-        .await
-        .map_err(store_err)?;
-    rows.iter().map(|row| row.try_get_by_index(0).map_err(store_err)).collect()
+    let select = |marks: &str| {
+        format!("SELECT DISTINCT order_id FROM user_coupon WHERE order_id IN ({marks}) AND status = 'USED'")
+    };
+    kit::db::ids_among(db, select, order_ids).await.map_err(store_err)
 }

@@ -209,17 +209,8 @@ pub(super) async fn reserved_lines_of(
 
 /// Of `saga_ids`, those whose stock is reserved and not released (reconciliation).
 pub async fn held_by(db: &DatabaseConnection, saga_ids: &[String]) -> Result<Vec<String>, InventoryError> {
-    if saga_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let marks = vec!["?"; saga_ids.len()].join(", ");
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            format!("SELECT DISTINCT saga_id FROM reservation WHERE saga_id IN ({marks}) AND released_at IS NULL"),
-            saga_ids.iter().map(|id| Value::from(id.as_str())),
-        ))
-        .await
-        .map_err(store_err)?;
-    rows.iter().map(|row| row.try_get_by_index(0).map_err(store_err)).collect()
+    let select = |marks: &str| {
+        format!("SELECT DISTINCT saga_id FROM reservation WHERE saga_id IN ({marks}) AND released_at IS NULL")
+    };
+    kit::db::ids_among(db, select, saga_ids).await.map_err(store_err)
 }

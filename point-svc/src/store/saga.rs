@@ -114,21 +114,11 @@ async fn refund_in(txn: &DatabaseTransaction, saga: &SagaRef) -> Result<Refunded
 /// Of `order_ids`, those whose points are paid and not refunded: the ledger's PAYMENT lines
 /// of the order outweigh its REFUND lines (reconciliation).
 pub async fn paid_for(db: &DatabaseConnection, order_ids: &[String]) -> Result<Vec<String>, PointError> {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
-    if order_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let marks = vec!["?"; order_ids.len()].join(", ");
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            format!(
-                "SELECT order_id FROM point_history WHERE order_id IN ({marks}) AND entry_type IN ('PAYMENT', 'REFUND') \
-                 GROUP BY order_id HAVING SUM(CASE entry_type WHEN 'PAYMENT' THEN amount ELSE -amount END) > 0"
-            ),
-            order_ids.iter().map(|id| Value::from(id.as_str())),
-        ))
-        .await
-        .map_err(store_err)?;
-    rows.iter().map(|row| row.try_get_by_index(0).map_err(store_err)).collect()
+    let select = |marks: &str| {
+        format!(
+            "SELECT order_id FROM point_history WHERE order_id IN ({marks}) AND entry_type IN ('PAYMENT', 'REFUND') \
+             GROUP BY order_id HAVING SUM(CASE entry_type WHEN 'PAYMENT' THEN amount ELSE -amount END) > 0"
+        )
+    };
+    kit::db::ids_among(db, select, order_ids).await.map_err(store_err)
 }
