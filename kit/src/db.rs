@@ -32,7 +32,9 @@ const SESSION_SETUP: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMIT
 pub(crate) fn options(url: String, max_connections: u32) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url);
     opts.map_sqlx_mysql_pool_opts(|pool| {
-        pool.after_connect(|conn, _| {
+        // sqlx reports how long each acquire waited as a TRACE event; the telemetry layer
+        // turns it into `db_pool_acquire_wait_seconds` (the pool counts no waits itself).
+        pool.acquire_time_level(log::LevelFilter::Trace).after_connect(|conn, _| {
             Box::pin(async move {
                 use sea_orm::sqlx::Executor;
                 conn.execute(SESSION_SETUP).await.map(|_| ())

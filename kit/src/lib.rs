@@ -4,6 +4,7 @@
 //! - [`config`]: typed settings from `<PREFIX>_*` env vars; a bad value exits 64 before anything binds.
 //! - [`telemetry`]: JSON logs via `tracing`, W3C trace context, OTLP export when configured, Prometheus.
 //! - [`db`]: the MySQL pool of a service; creates its schema and runs its migrations at start.
+//!   `pool_waits` (private) turns the pool's acquire events into `db_pool_acquire_wait_seconds`.
 //! - [`cache`]: the Redis connection (a gate, cache or lock hint, never the record).
 //! - [`grpc`]: server builder (health, reflection, spans, metrics, graceful drain) and client builder
 //!   (deadlines, lazy reconnect, trace propagation, balancing over replicas).
@@ -31,6 +32,7 @@ pub mod grpc;
 pub mod idempotency;
 pub mod invariants;
 pub mod metric_help;
+mod pool_waits;
 pub mod redlock;
 pub mod replicas;
 pub mod saga;

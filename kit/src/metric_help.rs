@@ -29,6 +29,7 @@ const HELP: &[(&str, Kind, &str)] = &[
     // Databases and Redis.
     ("db_pool_connections", Gauge, "MySQL pool connections by state (in_use, idle)"),
     ("db_pool_max_connections", Gauge, "Largest size of the MySQL pool"),
+    ("db_pool_acquire_wait_seconds", Histogram, "Time a query or transaction waited for a pooled MySQL connection"),
     ("db_statements_total", Counter, "SQL statements run, by kind (read, write)"),
     ("db_transactions_total", Counter, "SQL transactions opened"),
     ("db_reads_total", Counter, "Catalog reads by source (primary, replica)"),

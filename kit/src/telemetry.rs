@@ -16,6 +16,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -34,15 +35,19 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs the global subscriber once per process; later calls (tests) are no-ops.
+///
+/// `RUST_LOG` filters the logs and the spans; the pool-wait metric has a filter of its own,
+/// so it counts every acquire whatever the log level.
 pub fn init(service: &'static str, log_format: &str) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let provider = tracer_provider(service);
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let registry = tracing_subscriber::registry().with(crate::pool_waits::layer());
     let installed = if log_format == "pretty" {
-        registry.with(tracing_subscriber::fmt::layer()).try_init()
+        registry.with(otel.and_then(tracing_subscriber::fmt::layer()).with_filter(filter)).try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true)).try_init()
+        let json = tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true);
+        registry.with(otel.and_then(json).with_filter(filter)).try_init()
     };
     if installed.is_ok() {
         opentelemetry::global::set_tracer_provider(provider.clone());

@@ -282,6 +282,7 @@ fn metric_names_used_lists_the_metrics_of_the_rules_and_the_dashboard() {
         "mesh_reconciliation_last_run_timestamp_seconds",
         "saga_outcomes_total",
         "db_pool_max_connections",
+        "db_pool_acquire_wait_seconds",
         "coupon_remaining",
         "checkout_refused_total",
         "process_open_fds",
