@@ -158,6 +158,21 @@ pub fn inject_trace(span: &tracing::Span, headers: &mut http::HeaderMap) {
     TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
 }
 
+/// The W3C `traceparent` of `span`, to store with work that may be resumed by another
+/// process (a saga recovered after a crash); `None` when the span has no valid context.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    let mut carrier = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// Makes `span` a child of a stored [`traceparent`], so resumed work joins the trace of the
+/// work it resumes. A malformed value leaves `span` the root of a trace of its own.
+pub fn resume_trace(span: &tracing::Span, traceparent: &str) {
+    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
+}
+
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::driver::{Driver, Outcome};
 use super::locks::UserLocks;
 use crate::domain::{OrderId, PaymentError};
-use crate::store::Store;
+use crate::store::{Drivable, Store};
 
 /// Sagas claimed per sweep; the rest wait for the next one.
 const BATCH: u64 = 64;
@@ -48,7 +48,7 @@ impl Recovery {
     pub async fn sweep(&self) -> Result<usize, PaymentError> {
         let candidates = self.store.drivable(BATCH).await?;
         let mut drives = JoinSet::new();
-        for id in candidates {
+        for Drivable { id, trace_parent } in candidates {
             match self.store.claim_expired(&id, &self.owner).await {
                 Ok(true) => {}
                 Ok(false) => continue, // another replica was faster
@@ -59,8 +59,12 @@ impl Recovery {
                 }
             }
             let this = self.clone();
-            // A trace of its own per recovered saga: its participant calls are traced too.
+            // The recovered drive continues the checkout's trace: its participant calls, the
+            // compensations and the settle show up under the checkout that started them.
             let span = tracing::info_span!("saga_recovery", order_id = %id);
+            if let Some(parent) = &trace_parent {
+                kit::telemetry::resume_trace(&span, parent);
+            }
             drives.spawn(async move { this.recover(&id).await }.instrument(span));
         }
         let (mut driven, mut failed, mut first_error) = (0, 0, None);

@@ -111,6 +111,7 @@ impl Payments {
             owner: inner.owner.clone(),
             fence: UserLocks::resource(user),
             at,
+            trace_parent: kit::telemetry::traceparent(&tracing::Span::current()),
         };
         let epoch =
             match inner.journal.start(checkout, start_by).instrument(tracing::info_span!("sql.checkout_start")).await {

@@ -23,7 +23,7 @@ use sea_orm::{
 
 pub use audit::AuditedOrder;
 pub use invariants::watcher as invariant_watcher;
-pub use saga::{CancelRefused, SagaRecord};
+pub use saga::{CancelRefused, Drivable, SagaRecord};
 pub use settle::Completion;
 pub use start::{NewCheckout, StartOutcome};
 

@@ -21,6 +21,14 @@ pub struct SagaRecord {
     pub fresh: bool,
 }
 
+/// An unsettled saga whose lease ran out, as recovery claims it.
+#[derive(Clone, Debug)]
+pub struct Drivable {
+    pub id: String,
+    /// The W3C traceparent of the drive that started it (none when it was not traced).
+    pub trace_parent: Option<String>,
+}
+
 /// Why a cancel could not start.
 #[derive(Debug)]
 pub enum CancelRefused {
@@ -108,16 +116,20 @@ impl Store {
     }
 
     /// Unsettled sagas whose lease ran out, oldest first.
-    pub async fn drivable(&self, limit: u64) -> Result<Vec<String>, PaymentError> {
+    pub async fn drivable(&self, limit: u64) -> Result<Vec<Drivable>, PaymentError> {
         let rows = self
             .db
             .query_all_raw(stmt(
-                "SELECT id FROM saga WHERE phase <> 'SETTLED' AND lease_until < ? ORDER BY lease_until LIMIT ?",
+                "SELECT id, trace_parent FROM saga WHERE phase <> 'SETTLED' AND lease_until < ? \
+                 ORDER BY lease_until LIMIT ?",
                 [now().into(), limit.into()],
             ))
             .await
             .map_err(store_err)?;
-        rows.iter().map(|row| row.try_get_by_index(0)).collect::<Result<_, _>>().map_err(store_err)
+        rows.iter()
+            .map(|row| Ok(Drivable { id: row.try_get_by_index(0)?, trace_parent: row.try_get_by_index(1)? }))
+            .collect::<Result<_, DbErr>>()
+            .map_err(store_err)
     }
 
     /// Sagas whose compensation failed at least one round and is still being retried.

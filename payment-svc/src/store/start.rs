@@ -27,6 +27,8 @@ pub struct NewCheckout {
     /// The user's lock resource, whose epoch this start mints.
     pub fence: String,
     pub at: chrono::DateTime<chrono::Utc>,
+    /// The W3C traceparent of the drive, for a replica that recovers the saga.
+    pub trace_parent: Option<String>,
 }
 
 /// How a start ended.
@@ -124,7 +126,7 @@ async fn insert_checkouts(
 ) -> Result<bool, DbErr> {
     let mut orders: Vec<Value> = Vec::with_capacity(batch.len() * 5);
     let mut lines: Vec<Value> = Vec::new();
-    let mut sagas: Vec<Value> = Vec::with_capacity(batch.len() * 10);
+    let mut sagas: Vec<Value> = Vec::with_capacity(batch.len() * 11);
     let mut line_count = 0;
     for (checkout, epoch) in batch.iter().zip(epochs) {
         let (id, at) = (checkout.id.as_str(), checkout.at.naive_utc());
@@ -144,6 +146,7 @@ async fn insert_checkouts(
             checkout.idem_scope.as_str().into(),
             checkout.idem_key.as_str().into(),
             checkout.idem_hash.clone().into(),
+            checkout.trace_parent.clone().into(),
             at.into(),
             at.into(),
         ]);
@@ -168,11 +171,11 @@ async fn insert_checkouts(
         lines,
     ))
     .await?;
-    let marks = vec!["(?, ?, 'FORWARD', ?, ?, ?, ?, ?, ?, ?, ?)"; batch.len()].join(", ");
+    let marks = vec!["(?, ?, 'FORWARD', ?, ?, ?, ?, ?, ?, ?, ?, ?)"; batch.len()].join(", ");
     txn.execute_raw(stmt(
         &format!(
             "INSERT INTO saga (id, user_id, phase, owner, lease_until, fence_epoch, idem_scope, idem_key, idem_hash, \
-             created_at, updated_at) VALUES {marks}"
+             trace_parent, created_at, updated_at) VALUES {marks}"
         ),
         sagas,
     ))

@@ -89,11 +89,19 @@ pub async fn checkout_on_a_replica_killed_after(
     key: &str,
     after: Duration,
 ) -> Result<tonic::Response<pb::Order>, tonic::Status> {
+    call_on_a_replica_killed_after(config, keyed(request, key), after).await
+}
+
+/// [`checkout_on_a_replica_killed_after`] with the whole request (its metadata too).
+pub async fn call_on_a_replica_killed_after(
+    config: &PaymentConfig,
+    request: tonic::Request<pb::PlaceOrderRequest>,
+    after: Duration,
+) -> Result<tonic::Response<pb::Order>, tonic::Status> {
     let doomed = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let config = config.clone();
     let mut client = doomed.spawn(async move { start_payment(&config, CancellationToken::new()).await }).await.unwrap();
-    let key = key.to_owned();
-    let in_flight = tokio::spawn(async move { client.place_order(keyed(request, &key)).await });
+    let in_flight = tokio::spawn(async move { client.place_order(request).await });
     tokio::time::sleep(after).await;
     doomed.shutdown_background();
     in_flight.await.unwrap()

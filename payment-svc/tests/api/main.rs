@@ -9,3 +9,4 @@ mod invariants;
 mod journal;
 mod reconciliation;
 mod recovery;
+mod traces;
