@@ -64,6 +64,9 @@ pub struct ServiceSettings {
     pub database: String,
     pub db_max_connections: u32,
     pub redis_url: String,
+    /// `host:port,host:port,...`: seed nodes of a Redis Cluster for the gate and the caches,
+    /// instead of `redis_url` (the same as `redis_url = redis+cluster://host:port,...`).
+    pub redis_cluster_nodes: Option<String>,
     /// Prepended to every Redis key, so several meshes (or tests) can share one Redis.
     pub redis_key_prefix: String,
     /// After SIGTERM, how long health reports NOT_SERVING while the listener still accepts,
@@ -93,6 +96,7 @@ impl ServiceSettings {
             database: name.into(),
             db_max_connections: 32,
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_cluster_nodes: None,
             redis_key_prefix: String::new(),
             shutdown_drain_ms: 1_000,
             shutdown_grace_secs: 25,
@@ -116,6 +120,14 @@ impl ServiceSettings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The Redis (or Redis Cluster) URL for the gate and the caches.
+    pub fn redis_target(&self) -> String {
+        match self.redis_cluster_nodes.as_deref().map(str::trim).filter(|nodes| !nodes.is_empty()) {
+            Some(nodes) => format!("{}{nodes}", crate::cache::CLUSTER_SCHEME),
+            None => self.redis_url.clone(),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use redis::aio::ConnectionManager;
+
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 
@@ -55,8 +55,7 @@ pub async fn foundation<M: MigratorTrait>(settings: &ServiceSettings) -> anyhow:
 }
 
 /// The service's Redis connection, or an error that says where it looked.
-pub async fn redis(settings: &ServiceSettings) -> anyhow::Result<ConnectionManager> {
-    crate::cache::connect(&settings.redis_url)
-        .await
-        .with_context(|| format!("cannot reach Redis at {}", settings.redis_url))
+pub async fn redis(settings: &ServiceSettings) -> anyhow::Result<crate::cache::Redis> {
+    let target = settings.redis_target();
+    crate::cache::connect(&target).await.with_context(|| format!("cannot reach Redis at {target}"))
 }

@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
+use kit::cache::Redis;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 use crate::domain::CouponError;
 
@@ -48,6 +48,9 @@ end
 return n
 ";
 
+/// Redis's clock, read on the node that holds `KEYS[1]`.
+const CLOCK: &str = "return redis.call('TIME')";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
     /// Admitted as the n-th holder the gate knows of.
@@ -60,11 +63,12 @@ pub enum Admission {
 
 #[derive(Clone)]
 pub struct IssueGate {
-    conn: ConnectionManager,
+    conn: Redis,
     key_prefix: String,
     admit: Arc<Script>,
     rebuild: Arc<Script>,
     drop_stale: Arc<Script>,
+    clock: Arc<Script>,
 }
 
 fn gate_err(err: redis::RedisError) -> CouponError {
@@ -73,18 +77,21 @@ fn gate_err(err: redis::RedisError) -> CouponError {
 }
 
 impl IssueGate {
-    pub fn new(conn: ConnectionManager, key_prefix: &str) -> Self {
+    pub fn new(conn: Redis, key_prefix: &str) -> Self {
         Self {
             conn,
             key_prefix: format!("{key_prefix}coupon:gate:"),
             admit: Arc::new(Script::new(ADMIT)),
             rebuild: Arc::new(Script::new(REBUILD)),
             drop_stale: Arc::new(Script::new(DROP_STALE)),
+            clock: Arc::new(Script::new(CLOCK)),
         }
     }
 
+    /// `...coupon:gate:{42}`: the coupon id is the key's hash tag, so on a Redis Cluster every
+    /// key of one coupon lands in one slot and a script may touch them together.
     fn key(&self, coupon_id: i64) -> String {
-        format!("{}{coupon_id}", self.key_prefix)
+        format!("{}{{{coupon_id}}}", self.key_prefix)
     }
 
     pub async fn admit(&self, coupon_id: i64, user_id: i64, total: i64) -> Result<Admission, CouponError> {
@@ -177,7 +184,10 @@ impl IssueGate {
     /// Admissions at least `min_age_ms` old, as (user, score), for reconciling with MySQL.
     pub async fn old_admissions(&self, coupon_id: i64, min_age_ms: i64) -> Result<(i64, Vec<i64>), CouponError> {
         let mut conn = self.conn.clone();
-        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await.map_err(gate_err)?;
+        // The clock of the node that holds the gate (the one ADMIT scored with): on a cluster
+        // a bare TIME would go to any node.
+        let (secs, micros): (i64, i64) =
+            self.clock.key(self.key(coupon_id)).invoke_async(&mut conn).await.map_err(gate_err)?;
         let cutoff = secs * 1000 + micros / 1000 - min_age_ms;
         let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.key(coupon_id))

@@ -128,7 +128,7 @@ impl TestApp {
     }
 
     pub fn gate_key(&self, coupon_id: i64) -> String {
-        format!("{}coupon:gate:{coupon_id}", self.redis_prefix)
+        format!("{}coupon:gate:{{{coupon_id}}}", self.redis_prefix)
     }
 
     /// An admission made a minute ago (by Redis's clock) that never reached MySQL, as a

@@ -47,7 +47,7 @@ async fn a_healthy_race_keeps_every_invariant_at_zero_and_corruption_is_reported
 
     let mut redis =
         redis::Client::open(kit::testing::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let key = format!("{}coupon:gate:{}", app.redis_prefix, coupon.id);
+    let key = format!("{}coupon:gate:{{{}}}", app.redis_prefix, coupon.id);
     let _: i64 = redis::cmd("ZREMRANGEBYSCORE").arg(&key).arg("(1").arg("+inf").query_async(&mut redis).await.unwrap();
     let _: i64 = redis::cmd("ZREM").arg(&key).arg(1).arg(2).arg(3).query_async(&mut redis).await.unwrap();
     let drifted = || findings.of("gate_drift").is_some_and(|(n, _)| n == 1);

@@ -1,5 +1,6 @@
 //! coupon-svc over real gRPC on loopback, against the local MariaDB and Redis.
 
+mod cluster;
 mod helpers;
 mod invariants;
 mod issue;

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kit::cache::Redis;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 use crate::domain::Product;
 
@@ -29,14 +29,14 @@ return 1
 
 #[derive(Clone)]
 pub struct ProductCache {
-    conn: ConnectionManager,
+    conn: Redis,
     key_prefix: String,
     ttl: Duration,
     put_if_newer: Arc<Script>,
 }
 
 impl ProductCache {
-    pub fn new(conn: ConnectionManager, key_prefix: &str, ttl: Duration) -> Self {
+    pub fn new(conn: Redis, key_prefix: &str, ttl: Duration) -> Self {
         Self {
             conn,
             key_prefix: format!("{key_prefix}inventory:product:"),

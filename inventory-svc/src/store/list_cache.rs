@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
+use kit::cache::Redis;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 use crate::domain::{Page, Product};
 
@@ -25,7 +25,7 @@ return 1
 
 #[derive(Clone)]
 pub struct ListCache {
-    conn: ConnectionManager,
+    conn: Redis,
     prefix: String,
     page_ttl: Duration,
     ranking_ttl: Duration,
@@ -40,10 +40,12 @@ struct Lookup {
 
 impl ListCache {
     /// `page_ttl` of zero turns page caching off (rankings are still cached).
-    pub fn new(conn: ConnectionManager, key_prefix: &str, page_ttl: Duration, ranking_ttl: Duration) -> Self {
+    pub fn new(conn: Redis, key_prefix: &str, page_ttl: Duration, ranking_ttl: Duration) -> Self {
         Self {
             conn,
-            prefix: format!("{key_prefix}inventory:catalog:"),
+            // One hash tag for every catalog key: a read asks for the generation and a page in
+            // one pipeline, which a Redis Cluster serves only within one slot.
+            prefix: format!("{key_prefix}inventory:{{catalog}}:"),
             page_ttl,
             ranking_ttl,
             raise: Script::new(RAISE),

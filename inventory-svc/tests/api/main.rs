@@ -1,6 +1,7 @@
 //! inventory-svc over real gRPC on loopback, against the local MariaDB and Redis.
 
 mod catalog;
+mod cluster;
 mod config;
 mod helpers;
 mod invariants;

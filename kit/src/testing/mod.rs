@@ -124,3 +124,6 @@ impl Drop for RedisNode {
 
 mod mariadb;
 pub use mariadb::MariadbNode;
+
+mod redis_cluster;
+pub use redis_cluster::RedisCluster;

@@ -19,8 +19,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kit::ErrorCode;
+use kit::cache::Redis;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -43,7 +43,7 @@ pub struct OneHop {
 
 /// What the handlers share: the gate's connection, and the coupons created on it.
 struct Gate {
-    redis: ConnectionManager,
+    redis: Redis,
     script: Script,
     prefix: String,
     /// Coupon id -> total copies.
