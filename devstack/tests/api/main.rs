@@ -4,6 +4,7 @@ mod auth;
 mod checkout;
 mod data_platform;
 mod k6;
+mod k8s;
 mod logs;
 mod monitoring;
 mod stack;
