@@ -9,6 +9,14 @@ pub const DEFAULT_STATE_DIR: &str = ".devstack";
 pub const MAX_TOKEN_COUNT: i64 = 1_000_000;
 /// A year: longer-lived dev tokens are a mistake, not a convenience.
 pub const MAX_TOKEN_TTL_SECS: u64 = 31_536_000;
+/// Where MySQL and Redis are looked for when no `--mysql-url` / `--redis-url` names them;
+/// when nothing answers there, devstack runs servers of its own (`own_servers`).
+pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// For tests only: move "the defaults" to where nothing answers, so devstack's own servers
+/// can be tested without stopping the machine's.
+pub const DEFAULT_MYSQL_URL_VAR: &str = "DEVSTACK_DEFAULT_MYSQL_URL";
+pub const DEFAULT_REDIS_URL_VAR: &str = "DEVSTACK_DEFAULT_REDIS_URL";
 
 /// Runs the whole commerce mesh locally; prints `READY http://127.0.0.1:<port>` when ready.
 #[derive(Debug, Parser)]
@@ -86,15 +94,19 @@ pub struct StackArgs {
     /// The mock external data platform; 0 = none, use DATA_PLATFORM_URL.
     #[arg(long, default_value_t = 8090)]
     pub data_platform_port: u16,
-    /// Server that holds the four schemas.
-    #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
-    pub mysql_url: String,
+    /// Server that holds the four schemas [default: mysql://root@127.0.0.1:3306; when nothing
+    /// answers there, devstack runs its own MariaDB (or MySQL) with its data in
+    /// <state-dir>/mysql, and stops it when it stops].
+    #[arg(long, value_name = "URL")]
+    pub mysql_url: Option<String>,
     /// Repeatable: read replicas of that server, for catalog listing and search
     /// (inventory-svc's `INVENTORY_MYSQL_READ_URL`).
     #[arg(long = "mysql-read-url")]
     pub mysql_read_urls: Vec<String>,
-    /// Repeatable: the first is the cache/coupon store, all of them are the Redlock quorum.
-    #[arg(long = "redis-url")]
+    /// Repeatable: the first is the cache/coupon store, all of them are the Redlock quorum
+    /// [default: redis://127.0.0.1:6379; when nothing answers there, devstack runs its own
+    /// redis-server, nothing persisted, and stops it when it stops].
+    #[arg(long = "redis-url", value_name = "URL")]
     pub redis_urls: Vec<String>,
     /// Schemas are <prefix>inventory, <prefix>coupon, <prefix>point, <prefix>payment.
     #[arg(long, default_value = "mesh_")]
@@ -102,7 +114,9 @@ pub struct StackArgs {
     /// Drop and recreate the four schemas (and the prefix's Redis keys) first.
     #[arg(long)]
     pub fresh: bool,
-    /// Run N replicas of a service, e.g. `--replicas point=2` (repeatable).
+    /// Run N replicas of a service, e.g. `--replicas point=2` (repeatable). Extra gateways
+    /// listen on the next free ports after `--gateway-port` (each is named in its `started`
+    /// line); READY names the first.
     #[arg(long = "replicas", value_parser = parse_replicas)]
     pub replicas: Vec<(String, u16)>,
     /// Load demo products, coupons and points.
@@ -111,8 +125,9 @@ pub struct StackArgs {
     /// `off` runs the gateway without authentication (demos, load tests).
     #[arg(long, value_enum, default_value_t = AuthSwitch::On)]
     pub auth: AuthSwitch,
-    /// Where devstack keeps its dev signing key (created once, then reused) and every
-    /// child's raw log lines (`logs/<service>.log`, appended).
+    /// Where devstack keeps its dev signing key (created once, then reused), every
+    /// child's raw log lines (`logs/<service>.log`, appended) and, when it runs its own
+    /// MySQL, that server's data (`mysql/`, kept for the next start).
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// `pretty`: one readable line per event, prefixed with the service (and replica,
@@ -124,8 +139,14 @@ pub struct StackArgs {
 }
 
 impl StackArgs {
+    /// `--mysql-url`, else the default.
+    pub fn mysql_url(&self) -> String {
+        self.mysql_url.clone().unwrap_or_else(default_mysql_url)
+    }
+
+    /// `--redis-url`s, else the default.
     pub fn redis_urls(&self) -> Vec<String> {
-        if self.redis_urls.is_empty() { vec!["redis://127.0.0.1:6379".into()] } else { self.redis_urls.clone() }
+        if self.redis_urls.is_empty() { vec![default_redis_url()] } else { self.redis_urls.clone() }
     }
 
     pub fn replicas_of(&self, service: &str) -> u16 {
@@ -133,10 +154,20 @@ impl StackArgs {
     }
 }
 
+/// [`DEFAULT_MYSQL_URL`] unless a test moved it ([`DEFAULT_MYSQL_URL_VAR`]).
+pub fn default_mysql_url() -> String {
+    std::env::var(DEFAULT_MYSQL_URL_VAR).unwrap_or_else(|_| DEFAULT_MYSQL_URL.to_owned())
+}
+
+/// [`DEFAULT_REDIS_URL`] unless a test moved it ([`DEFAULT_REDIS_URL_VAR`]).
+pub fn default_redis_url() -> String {
+    std::env::var(DEFAULT_REDIS_URL_VAR).unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned())
+}
+
 fn parse_replicas(raw: &str) -> Result<(String, u16), String> {
     let (name, count) = raw.split_once('=').ok_or("expected SVC=N, e.g. point=2")?;
-    if !matches!(name, "inventory" | "coupon" | "point" | "payment") {
-        return Err(format!("unknown service {name:?}: one of inventory, coupon, point, payment"));
+    if !matches!(name, "gateway" | "inventory" | "coupon" | "point" | "payment") {
+        return Err(format!("unknown service {name:?}: one of gateway, inventory, coupon, point, payment"));
     }
     let count: u16 = count.parse().map_err(|_| format!("replica count {count:?} is not a number"))?;
     if !(1..=8).contains(&count) {
@@ -152,7 +183,8 @@ mod tests {
     #[test]
     fn replicas_flags_parse() {
         assert_eq!(parse_replicas("point=2").unwrap(), ("point".into(), 2));
-        assert!(parse_replicas("gateway=2").is_err());
+        assert_eq!(parse_replicas("gateway=2").unwrap(), ("gateway".into(), 2));
+        assert!(parse_replicas("billing=2").is_err());
         assert!(parse_replicas("point=0").is_err());
         assert!(parse_replicas("point").is_err());
     }
@@ -163,6 +195,8 @@ mod tests {
         assert_eq!(cli.stack.auth, AuthSwitch::On);
         assert_eq!(cli.stack.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
         assert_eq!(cli.stack.log_format, LogFormat::Pretty);
+        // Absent, not defaulted: devstack tells "not given" from "given as the default".
+        assert_eq!((cli.stack.mysql_url, cli.stack.redis_urls.len()), (None, 0));
         assert_eq!(
             Cli::try_parse_from(["devstack", "--log-format", "json"]).unwrap().stack.log_format,
             LogFormat::Json

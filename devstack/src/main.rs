@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use devstack::cli::{AuthSwitch, Cli, Command, DEFAULT_STATE_DIR, StackArgs, TokenArgs};
 use devstack::dev_key::{DEFAULT_ADMIN_USER, DevKey, DevKeyError};
-use devstack::{data_platform, logs, plan, preflight, seed, supervisor};
+use devstack::{data_platform, logs, own_servers, plan, preflight, seed, supervisor};
 
 /// `EX_UNAVAILABLE`: a backend the stack needs is not there.
 const EXIT_UNAVAILABLE: i32 = 69;
@@ -39,13 +39,39 @@ fn exit(code: i32) -> ! {
     std::process::exit(code)
 }
 
-async fn run_stack(args: StackArgs) -> anyhow::Result<()> {
-    if let Err(line) = preflight::check_backends(&args).await {
+async fn run_stack(mut args: StackArgs) -> anyhow::Result<()> {
+    // From here a Ctrl-C or SIGTERM stops the stack in order (children, then devstack's own
+    // servers) instead of killing devstack alone and orphaning them.
+    let shutdown = kit::shutdown::on_signal();
+    let own = own_servers::needed(&args).await;
+    if let Err(line) = preflight::check_backends(&args, own).await {
         logs::error(line);
         exit(EXIT_UNAVAILABLE);
     }
+    let servers = match own_servers::start(&mut args, own).await {
+        Ok(servers) => servers,
+        Err(line) => {
+            logs::error(line);
+            exit(EXIT_UNAVAILABLE);
+        }
+    };
+    // No `exit` until the servers are stopped: it would skip their stop and orphan them.
+    let ran = if shutdown.is_cancelled() { Ok(()) } else { run_mesh(&args, &shutdown).await };
+    if let Err(err) = &ran {
+        logs::error(format_args!("{err:#}"));
+    }
+    servers.stop().await;
+    if ran.is_err() {
+        exit(1);
+    }
+    logs::say("stopped");
+    Ok(())
+}
+
+/// Everything after the backends: children, readiness, `--seed-demo`, until the shutdown.
+async fn run_mesh(args: &StackArgs, shutdown: &kit::shutdown::CancellationToken) -> anyhow::Result<()> {
     if args.fresh {
-        preflight::wipe(&args).await?;
+        preflight::wipe(args).await?;
         logs::say(format_args!("dropped schemas and Redis keys of prefix {:?}", args.db_prefix));
     }
     let data_platform_url = if args.data_platform_port == 0 {
@@ -57,22 +83,20 @@ async fn run_stack(args: StackArgs) -> anyhow::Result<()> {
         logs::say(format_args!("mock data platform on {url}"));
         Some(url)
     };
-    let key = dev_key(&args);
-    let plan = plan::build(&args, data_platform_url, key.as_ref().map(DevKey::public_pem))?;
+    let key = dev_key(args)?;
+    let plan = plan::build(args, data_platform_url, key.as_ref().map(DevKey::public_pem))?;
     let log_dir = logs::prepare_dir(&args.state_dir);
     if let Some(dir) = &log_dir {
         logs::say(format_args!("each service's raw output is also appended to {}/<service>.log", dir.display()));
     }
-    let shutdown = kit::shutdown::on_signal();
     let mut children = supervisor::start(plan.processes, log_dir, shutdown.clone());
 
     tokio::select! {
-        ready = wait_ready(&plan.gateway_url) => {
+        ready = wait_all_ready(&plan.gateway_urls) => {
             if let Err(err) = ready {
-                logs::error(err);
                 shutdown.cancel();
                 while children.join_next().await.is_some() {}
-                exit(1);
+                return Err(err);
             }
         }
         () = shutdown.cancelled() => {}
@@ -89,7 +113,6 @@ async fn run_stack(args: StackArgs) -> anyhow::Result<()> {
     }
     shutdown.cancelled().await;
     while children.join_next().await.is_some() {}
-    logs::say("stopped");
     Ok(())
 }
 
@@ -114,10 +137,10 @@ fn print_token(args: &TokenArgs) -> ! {
 }
 
 /// With auth on, the dev key (made on the first start) and one line on how to get a token.
-fn dev_key(args: &StackArgs) -> Option<DevKey> {
+fn dev_key(args: &StackArgs) -> anyhow::Result<Option<DevKey>> {
     if args.auth == AuthSwitch::Off {
         logs::say("auth off; the gateway serves every request without a token");
-        return None;
+        return Ok(None);
     }
     match DevKey::load_or_create(&args.state_dir) {
         Ok(key) => {
@@ -127,12 +150,10 @@ fn dev_key(args: &StackArgs) -> Option<DevKey> {
                 format!(" --state-dir {}", args.state_dir.display())
             };
             logs::say(format_args!("auth on; a token: devstack token --user 7 [--admin]{dir}"));
-            Some(key)
+            Ok(Some(key))
         }
-        Err(err) => {
-            logs::error(err);
-            exit(1);
-        }
+        // Its own words only: the error's source is already in them.
+        Err(err) => Err(anyhow::anyhow!("{err}")),
     }
 }
 
@@ -151,6 +172,15 @@ async fn run_service(name: &str) -> anyhow::Result<()> {
         "gateway" => gateway::startup::run_from_env().await,
         other => anyhow::bail!("unknown service {other:?}"),
     }
+}
+
+/// Every gateway answers `/readyz` (all its upstreams serving), so READY means any of them
+/// takes traffic.
+async fn wait_all_ready(gateways: &[String]) -> anyhow::Result<()> {
+    for gateway in gateways {
+        wait_ready(gateway).await?;
+    }
+    Ok(())
 }
 
 async fn wait_ready(gateway: &str) -> anyhow::Result<()> {

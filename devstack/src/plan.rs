@@ -40,7 +40,10 @@ pub struct ProcessSpec {
 #[derive(Debug)]
 pub struct Plan {
     pub processes: Vec<ProcessSpec>,
+    /// The first gateway's URL (the one READY names).
     pub gateway_url: String,
+    /// Every gateway replica's URL, the first included.
+    pub gateway_urls: Vec<String>,
 }
 
 /// The first port at or above `from` that is free now and not yet given out by this plan.
@@ -87,7 +90,7 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>, public_key: Op
             let mut env = vec![
                 (format!("{p}GRPC_ADDR"), format!("127.0.0.1:{grpc}")),
                 (format!("{p}METRICS_ADDR"), format!("127.0.0.1:{metrics}")),
-                (format!("{p}MYSQL_URL"), args.mysql_url.clone()),
+                (format!("{p}MYSQL_URL"), args.mysql_url()),
                 (format!("{p}DATABASE"), format!("{}{}", args.db_prefix, svc.name)),
                 (format!("{p}REDIS_URL"), redis[0].clone()),
                 (format!("{p}REDIS_KEY_PREFIX"), args.db_prefix.clone()),
@@ -117,14 +120,23 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>, public_key: Op
         gateway_env.push((format!("GATEWAY_{}_URL", svc.name.to_uppercase()), urls.join(",")));
         service_urls.push((svc.name, urls.join(",")));
     }
-    processes.push(ProcessSpec {
-        label: "gateway[0]".into(),
-        service: "gateway".into(),
-        env: gateway_env,
-        addr: format!("http 127.0.0.1:{}", args.gateway_port),
-        source: Source { service: "gateway", replica: None },
-    });
-    Ok(Plan { processes, gateway_url: format!("http://127.0.0.1:{}", args.gateway_port) })
+    let gateways = args.replicas_of("gateway");
+    let mut gateway_urls = Vec::new();
+    given.insert(args.gateway_port);
+    for replica in 0..gateways {
+        let port = if replica == 0 { args.gateway_port } else { next_free_port(args.gateway_port + 1, &mut given)? };
+        let mut env = gateway_env.clone();
+        env[0] = ("GATEWAY_HTTP_ADDR".to_owned(), format!("127.0.0.1:{port}"));
+        processes.push(ProcessSpec {
+            label: format!("gateway[{replica}]"),
+            service: "gateway".into(),
+            env,
+            addr: format!("http 127.0.0.1:{port}"),
+            source: Source { service: "gateway", replica: (gateways > 1).then_some(replica + 1) },
+        });
+        gateway_urls.push(format!("http://127.0.0.1:{port}"));
+    }
+    Ok(Plan { processes, gateway_url: gateway_urls[0].clone(), gateway_urls })
 }
 
 #[cfg(test)]
@@ -158,5 +170,20 @@ mod tests {
         assert_eq!(names, ["inventory-svc", "coupon-svc", "coupon-svc-2", "point-svc", "payment-svc", "gateway"]);
         assert_eq!(plan.processes[1].source.replica, Some(1));
         assert_eq!(plan.processes[0].source.replica, None);
+    }
+
+    #[test]
+    fn extra_gateways_take_the_next_free_ports_and_the_first_is_readys() {
+        let cli = Cli::try_parse_from(["devstack", "--replicas", "gateway=2", "--gateway-port", "18080"]).unwrap();
+        let plan = build(&cli.stack, None, None).unwrap();
+        let gateways: Vec<&ProcessSpec> = plan.processes.iter().filter(|p| p.service == "gateway").collect();
+        assert_eq!(gateways.len(), 2);
+        assert_eq!(plan.gateway_url, "http://127.0.0.1:18080");
+        assert_eq!(plan.gateway_urls.len(), 2);
+        let second: u16 = plan.gateway_urls[1].rsplit(':').next().unwrap().parse().unwrap();
+        assert!(second > 18080, "{:?}", plan.gateway_urls);
+        let addr = |p: &ProcessSpec| p.env.iter().find(|(k, _)| k == "GATEWAY_HTTP_ADDR").unwrap().1.clone();
+        assert_eq!(addr(gateways[1]), format!("127.0.0.1:{second}"));
+        assert_eq!(gateways[1].source.name(), "gateway-2");
     }
 }

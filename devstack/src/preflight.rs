@@ -1,19 +1,32 @@
 //! Before anything starts: are MySQL and Redis there? If not, one clear line that says
-//! how to start them, instead of a wall of connection errors from every child.
+//! how to start them, instead of a wall of connection errors from every child. (Backends
+//! devstack runs itself, `own_servers`, are not asked: they answered before they were used.)
 
 use std::time::Duration;
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 
 use crate::cli::StackArgs;
+use crate::own_servers::Needed;
 
 /// The schemas of the mesh under `prefix`.
 pub fn schemas(prefix: &str) -> [String; 4] {
     ["inventory", "coupon", "point", "payment"].map(|svc| format!("{prefix}{svc}"))
 }
 
-pub async fn check_backends(args: &StackArgs) -> Result<(), String> {
-    let mut opts = ConnectOptions::new(args.mysql_url.trim_end_matches('/').to_owned());
+/// Checks the backends devstack does not run itself (`own`), each as named or defaulted.
+pub async fn check_backends(args: &StackArgs, own: Needed) -> Result<(), String> {
+    if !own.mysql {
+        check_mysql(&args.mysql_url()).await?;
+    }
+    if !own.redis {
+        check_redis(&args.redis_urls()).await?;
+    }
+    Ok(())
+}
+
+async fn check_mysql(url: &str) -> Result<(), String> {
+    let mut opts = ConnectOptions::new(url.trim_end_matches('/').to_owned());
     opts.connect_timeout(Duration::from_secs(3))
         .acquire_timeout(Duration::from_secs(3))
         .max_connections(1)
@@ -30,10 +43,14 @@ pub async fn check_backends(args: &StackArgs) -> Result<(), String> {
     {
         return Err(format!(
             "MySQL is not reachable at {} ({err}); start it with: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
-            kit::db::redact(&args.mysql_url)
+            kit::db::redact(url)
         ));
     }
-    for url in args.redis_urls() {
+    Ok(())
+}
+
+async fn check_redis(urls: &[String]) -> Result<(), String> {
+    for url in urls {
         let ping = async {
             let client = redis::Client::open(url.as_str())?;
             let mut conn = client.get_multiplexed_async_connection().await?;
@@ -56,7 +73,7 @@ pub async fn check_backends(args: &StackArgs) -> Result<(), String> {
 /// `--fresh`: drop the mesh's schemas and delete its Redis keys.
 pub async fn wipe(args: &StackArgs) -> anyhow::Result<()> {
     for schema in schemas(&args.db_prefix) {
-        kit::db::drop_schema(&args.mysql_url, &schema).await?;
+        kit::db::drop_schema(&args.mysql_url(), &schema).await?;
     }
     for url in args.redis_urls() {
         kit::cache::delete_prefix(&url, &args.db_prefix).await?;

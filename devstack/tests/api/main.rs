@@ -7,5 +7,6 @@ mod k6;
 mod k8s;
 mod logs;
 mod monitoring;
+mod replicas;
 mod stack;
 mod traces;

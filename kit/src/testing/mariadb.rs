@@ -1,10 +1,13 @@
 //! A MariaDB server of the test's own (a replication primary, a replica that lags or stops),
 //! installed into a temporary directory and started on a free port with the installed
-//! `mariadb-install-db` and `mariadbd`; killed and removed on drop.
+//! server programs ([`super::programs`], as every server of our own); killed and removed
+//! on drop.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::programs::MysqlProgram;
 
 pub struct MariadbNode {
     child: Child,
@@ -22,24 +25,14 @@ impl MariadbNode {
         let dir = std::env::temp_dir().join(format!("mesh-mariadb-{}{port}", super::unique_prefix()));
         let data = dir.join("data");
         std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let installed = Command::new("mariadb-install-db")
-            .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"])
-            .arg(format!("--datadir={}", data.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("mariadb-install-db runs (Debian package mariadb-server)");
-        assert!(installed.success(), "mariadb-install-db failed in {}", dir.display());
+        let program = MysqlProgram::find().unwrap_or_else(|err| panic!("{err}"));
+        program.install(&data, &dir.join("install.log")).unwrap_or_else(|err| panic!("{err}"));
         let log = std::fs::File::create(dir.join("server.log")).expect("a server log");
-        let child = Command::new("mariadbd")
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--port={port}"))
-            .arg(format!("--socket={}", dir.join("sock").display()))
-            .arg(format!("--pid-file={}", dir.join("pid").display()))
+        let child = program
+            .command(&data, port, &dir.join("sock"), &dir.join("pid"))
             .arg(format!("--log-bin={}", data.join("binlog").display()))
             .arg(format!("--server-id={server_id}"))
-            .args(["--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve", "--binlog-format=ROW"])
+            .arg("--binlog-format=ROW")
             .args(["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M", "--max-connections=200"])
             .stdout(Stdio::null())
             .stderr(log)

@@ -1,16 +1,38 @@
 //! Isolation helpers for integration tests: every test gets its own schema names and Redis
 //! key prefix, and removes them afterwards, so tests run in parallel and twice in a row.
+//!
+//! Also the servers of our own that tests and devstack start from the installed binaries
+//! ([`LocalServer`], [`shared`], [`MariadbNode`], [`RedisNode`]): one mechanism in
+//! [`programs`] and [`server`], so devstack's private servers and the tests' start alike.
+
+use std::sync::OnceLock;
 
 use rand::Rng;
 
-/// MySQL server the tests use (`TEST_MYSQL_URL`, default the local MariaDB).
+mod local_server;
+mod mariadb;
+pub mod probe;
+pub mod programs;
+pub mod server;
+pub mod shared;
+
+pub use local_server::LocalServer;
+pub use mariadb::MariadbNode;
+pub use server::{ServerError, ServerKind};
+
+/// MySQL server the tests use: `TEST_MYSQL_URL`, else the local MariaDB when anything
+/// accepts at `mysql://root@127.0.0.1:3306`, else the machine's shared test server of our
+/// own ([`shared`]). Decided once per process.
 pub fn mysql_url() -> String {
-    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| shared::resolve(ServerKind::Mysql)).clone()
 }
 
-/// Redis the tests use (`TEST_REDIS_URL`, default the local Redis).
+/// Redis the tests use: `TEST_REDIS_URL`, else the local Redis when anything accepts at
+/// `redis://127.0.0.1:6379`, else the machine's shared test server of our own ([`shared`]).
 pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| shared::resolve(ServerKind::Redis)).clone()
 }
 
 /// A fresh prefix like `t3f9a0c1d_`, valid in schema names and Redis keys.
@@ -95,8 +117,8 @@ pub struct RedisNode {
 impl RedisNode {
     pub fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let child = programs::redis_command(port)
+            .unwrap_or_else(|err| panic!("{err}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -121,9 +143,6 @@ impl Drop for RedisNode {
         self.stop();
     }
 }
-
-mod mariadb;
-pub use mariadb::MariadbNode;
 
 mod redis_cluster;
 pub use redis_cluster::RedisCluster;
