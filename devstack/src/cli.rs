@@ -108,6 +108,10 @@ pub struct StackArgs {
     /// redis-server, nothing persisted, and stops it when it stops].
     #[arg(long = "redis-url", value_name = "URL")]
     pub redis_urls: Vec<String>,
+    /// Repeatable: a node (`host:port`) of a Redis Cluster that then holds coupon-svc's gate
+    /// and inventory-svc's caches; the Redlock quorum stays on `--redis-url`.
+    #[arg(long = "redis-cluster", value_name = "HOST:PORT")]
+    pub redis_cluster: Vec<String>,
     /// Schemas are <prefix>inventory, <prefix>coupon, <prefix>point, <prefix>payment.
     #[arg(long, default_value = "mesh_")]
     pub db_prefix: String,
@@ -147,6 +151,12 @@ impl StackArgs {
     /// `--redis-url`s, else the default.
     pub fn redis_urls(&self) -> Vec<String> {
         if self.redis_urls.is_empty() { vec![default_redis_url()] } else { self.redis_urls.clone() }
+    }
+
+    /// The `redis+cluster://` URL of `--redis-cluster`, if any node was given.
+    pub fn redis_cluster_url(&self) -> Option<String> {
+        (!self.redis_cluster.is_empty())
+            .then(|| format!("{}{}", kit::cache::CLUSTER_SCHEME, self.redis_cluster.join(",")))
     }
 
     pub fn replicas_of(&self, service: &str) -> u16 {

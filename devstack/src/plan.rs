@@ -96,6 +96,9 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>, public_key: Op
                 (format!("{p}REDIS_KEY_PREFIX"), args.db_prefix.clone()),
                 (format!("{p}DB_MAX_CONNECTIONS"), "8".to_owned()),
             ];
+            if matches!(svc.name, "inventory" | "coupon") && !args.redis_cluster.is_empty() {
+                env.push((format!("{p}REDIS_CLUSTER_NODES"), args.redis_cluster.join(",")));
+            }
             if svc.name == "inventory" && !args.mysql_read_urls.is_empty() {
                 env.push((format!("{p}MYSQL_READ_URL"), args.mysql_read_urls.join(",")));
             }
@@ -160,6 +163,20 @@ mod tests {
         assert_eq!(read_url("payment"), None);
         let plain = build(&Cli::try_parse_from(["devstack"]).unwrap().stack, None, None).unwrap();
         assert!(plain.processes.iter().all(|p| p.env.iter().all(|(k, _)| !k.ends_with("MYSQL_READ_URL"))));
+    }
+
+    #[test]
+    fn a_redis_cluster_goes_to_the_gate_and_the_caches_only() {
+        let cli =
+            Cli::try_parse_from(["devstack", "--redis-cluster", "10.0.0.1:7000", "--redis-cluster", "h:7001"]).unwrap();
+        let plan = build(&cli.stack, None, None).unwrap();
+        let nodes = |service: &str| {
+            let spec = plan.processes.iter().find(|p| p.service == service).unwrap();
+            spec.env.iter().find(|(k, _)| k.ends_with("REDIS_CLUSTER_NODES")).map(|(_, v)| v.clone())
+        };
+        assert_eq!(nodes("inventory").as_deref(), Some("10.0.0.1:7000,h:7001"));
+        assert_eq!(nodes("coupon").as_deref(), Some("10.0.0.1:7000,h:7001"));
+        assert_eq!((nodes("point"), nodes("payment"), nodes("gateway")), (None, None, None));
     }
 
     #[test]

@@ -22,7 +22,22 @@ pub async fn check_backends(args: &StackArgs, own: Needed) -> Result<(), String>
     if !own.redis {
         check_redis(&args.redis_urls()).await?;
     }
+    if let Some(url) = args.redis_cluster_url() {
+        check_redis_cluster(&url).await?;
+    }
     Ok(())
+}
+
+async fn check_redis_cluster(url: &str) -> Result<(), String> {
+    let ping = async {
+        let mut conn = kit::cache::connect(url).await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(format!("the Redis Cluster at {url} is not usable ({err})")),
+        Err(_) => Err(format!("the Redis Cluster at {url} is not usable (timed out)")),
+    }
 }
 
 async fn check_mysql(url: &str) -> Result<(), String> {
@@ -75,7 +90,7 @@ pub async fn wipe(args: &StackArgs) -> anyhow::Result<()> {
     for schema in schemas(&args.db_prefix) {
         kit::db::drop_schema(&args.mysql_url(), &schema).await?;
     }
-    for url in args.redis_urls() {
+    for url in args.redis_urls().into_iter().chain(args.redis_cluster_url()) {
         kit::cache::delete_prefix(&url, &args.db_prefix).await?;
     }
     Ok(())

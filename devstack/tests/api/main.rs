@@ -2,6 +2,7 @@
 
 mod auth;
 mod checkout;
+mod cluster;
 mod data_platform;
 mod k6;
 mod k8s;

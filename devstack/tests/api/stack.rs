@@ -135,6 +135,11 @@ pub async fn start_stack_with(options: StackOptions<'_>) -> Stack {
 }
 
 impl Stack {
+    /// The `--db-prefix`, which is also the prefix of every Redis key of the stack.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }
