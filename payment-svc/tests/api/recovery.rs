@@ -139,16 +139,23 @@ async fn two_replicas_over_a_redlock_quorum_that_loses_a_node() {
                         pb::PlaceOrderRequest { user_id: user, items: vec![line(product, 1)], user_coupon_id: None };
                     let key = format!("r{round}-u{user}-{replica}");
                     async move {
-                        // OVERLOADED (the user's other checkout held the lock past the start
-                        // budget, on a busy machine) started nothing: ask again, as a client would.
-                        loop {
-                            match client.place_order(keyed(req.clone(), &key)).await {
-                                Err(status) if code(&status) == ErrorCode::Overloaded => {
+                        // The user's other checkout may hold the user's lock past this one's
+                        // start budget on a busy machine: OVERLOADED or UNAVAILABLE ("another
+                        // checkout of this user is running; retry"), nothing started. A client
+                        // asks again with its key; a final answer would stay the same.
+                        let mut answer = client.place_order(keyed(req.clone(), &key)).await;
+                        for _ in 0..100 {
+                            match &answer {
+                                Err(status)
+                                    if matches!(code(status), ErrorCode::Overloaded | ErrorCode::Unavailable) =>
+                                {
                                     tokio::time::sleep(Duration::from_millis(200)).await;
+                                    answer = client.place_order(keyed(req.clone(), &key)).await;
                                 }
-                                answer => return answer,
+                                _ => break,
                             }
                         }
+                        answer
                     }
                 })
             });
