@@ -118,11 +118,15 @@ async fn one_checkout_with_a_coupon_is_one_trace_across_every_service() {
     assert_eq!(answer.status().as_u16(), 201, "{:?}", answer.text().await);
 
     let services = ["gateway", "payment-svc", "inventory-svc", "coupon-svc", "point-svc"];
+    // Every service's spans, and every span's parent: each process exports in batches, and a
+    // parent ends (so is queued) after its children, so it may come in a later batch.
     let all_seen = || {
         let received = received.lock().unwrap();
         let spans = received.get(&trace_id[..]).cloned().unwrap_or_default();
         let seen: BTreeSet<&str> = spans.iter().map(|(service, ..)| service.as_str()).collect();
-        services.iter().all(|s| seen.contains(s))
+        let ids: BTreeSet<&Vec<u8>> = spans.iter().map(|(_, id, ..)| id).collect();
+        let parents_in = spans.iter().all(|(_, _, parent, _)| parent.as_slice() == caller_span || ids.contains(parent));
+        services.iter().all(|s| seen.contains(s)) && parents_in
     };
     let arrived = kit::testing::eventually(Duration::from_secs(20), all_seen).await;
     let spans = received.lock().unwrap().get(&trace_id[..]).cloned().unwrap_or_default();
