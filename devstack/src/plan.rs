@@ -58,6 +58,14 @@ fn next_free_port(from: u16, given: &mut HashSet<u16>) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("no free port above {from}")))
 }
 
+/// MySQL connections a service gets in all: its replicas share them. A dev machine's MySQL
+/// (151 connections by default) serves the whole mesh, and tests run beside it.
+const POOL_PER_SERVICE: u16 = 8;
+
+fn pool_per_replica(replicas: u16) -> u16 {
+    (POOL_PER_SERVICE / replicas.max(1)).max(2)
+}
+
 /// `public_key`: the PEM the gateway verifies tokens with; `None` runs it with auth off.
 pub fn build(args: &StackArgs, data_platform_url: Option<String>, public_key: Option<&Path>) -> std::io::Result<Plan> {
     let redis = args.redis_urls();
@@ -94,7 +102,7 @@ pub fn build(args: &StackArgs, data_platform_url: Option<String>, public_key: Op
                 (format!("{p}DATABASE"), format!("{}{}", args.db_prefix, svc.name)),
                 (format!("{p}REDIS_URL"), redis[0].clone()),
                 (format!("{p}REDIS_KEY_PREFIX"), args.db_prefix.clone()),
-                (format!("{p}DB_MAX_CONNECTIONS"), "8".to_owned()),
+                (format!("{p}DB_MAX_CONNECTIONS"), pool_per_replica(replicas).to_string()),
             ];
             if matches!(svc.name, "inventory" | "coupon") && !args.redis_cluster.is_empty() {
                 env.push((format!("{p}REDIS_CLUSTER_NODES"), args.redis_cluster.join(",")));
