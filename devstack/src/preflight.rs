@@ -57,7 +57,7 @@ async fn check_mysql(url: &str) -> Result<(), String> {
         .and_then(|r| r.map_err(|e| e.to_string()))
     {
         return Err(format!(
-            "MySQL is not reachable at {} ({err}); start it with: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+            "MySQL is not reachable at {} ({err}); start it with: start-stop-daemon --start --oknodo --background --pidfile /run/mysqld/mysqld.pid --exec /usr/sbin/mariadbd",
             kit::db::redact(url)
         ));
     }

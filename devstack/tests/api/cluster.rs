@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::stack::{StackOptions, start_stack_with};
+use crate::stack::{StackOptions, coupon_race, start_stack_with};
 
 #[tokio::test]
 async fn the_stack_keeps_its_gate_and_caches_on_a_redis_cluster() {
@@ -15,24 +15,7 @@ async fn the_stack_keeps_its_gate_and_caches_on_a_redis_cluster() {
     let http = reqwest::Client::new();
     let gw = stack.gateway.clone();
 
-    let coupon: Value = http
-        .post(format!("{gw}/v1/coupons"))
-        .json(&json!({"name": "clustered", "discountType": "FIXED", "discountValue": 10, "totalQuantity": 20}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let issues = (1..=100).map(|user| {
-        let (http, url) = (http.clone(), format!("{gw}/v1/coupons/{}/issue", coupon["id"]));
-        async move {
-            let resp = http.post(url).json(&json!({"userId": user})).send().await.unwrap();
-            if resp.status() == 201 { resp.json::<Value>().await.unwrap()["sequence"].as_i64() } else { None }
-        }
-    });
-    let mut sequences: Vec<i64> = futures::future::join_all(issues).await.into_iter().flatten().collect();
-    sequences.sort_unstable();
+    let (coupon, sequences) = coupon_race(&http, &gw, 20, 1..=100).await;
     assert_eq!(sequences, (1..=20).collect::<Vec<_>>());
 
     let product: Value = http
@@ -51,7 +34,7 @@ async fn the_stack_keeps_its_gate_and_caches_on_a_redis_cluster() {
     }
 
     // The keys are on the cluster, not on the stack's plain Redis.
-    let gate = format!("{}coupon:gate:{{{}}}", stack.prefix(), coupon["id"]);
+    let gate = format!("{}coupon:gate:{{{}}}", stack.prefix(), coupon);
     let cached = format!("{}inventory:product:{}", stack.prefix(), product["id"]);
     let mut on_cluster = kit::cache::connect(&cluster.url).await.unwrap();
     let mut plain = kit::cache::connect(&kit::testing::redis_url()).await.unwrap();

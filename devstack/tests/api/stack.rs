@@ -202,6 +202,36 @@ impl Drop for Stack {
     }
 }
 
+/// Creates a coupon of `total` copies and has `users` ask for it all at once through the
+/// gateway at `gateway`: the coupon's id and the winners' sequences, sorted.
+pub async fn coupon_race(
+    http: &reqwest::Client,
+    gateway: &str,
+    total: i64,
+    users: std::ops::RangeInclusive<i64>,
+) -> (i64, Vec<i64>) {
+    let coupon: Value = http
+        .post(format!("{gateway}/v1/coupons"))
+        .json(&json!({"name": "race", "discountType": "FIXED", "discountValue": 100, "totalQuantity": total}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = coupon["id"].as_i64().expect("a coupon id");
+    let issues = users.map(|user| {
+        let (http, url) = (http.clone(), format!("{gateway}/v1/coupons/{id}/issue"));
+        async move {
+            let resp = http.post(url).json(&json!({"userId": user})).send().await.unwrap();
+            if resp.status() == 201 { resp.json::<Value>().await.unwrap()["sequence"].as_i64() } else { None }
+        }
+    });
+    let mut sequences: Vec<i64> = futures::future::join_all(issues).await.into_iter().flatten().collect();
+    sequences.sort_unstable();
+    (id, sequences)
+}
+
 fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
@@ -321,24 +351,7 @@ async fn two_replicas_of_point_and_coupon_keep_the_invariants_with_auth_off() {
     assert_eq!(items[0]["balanceAfter"], 0);
 
     // 400 users race for 40 copies through both coupon replicas: exactly 1..=40.
-    let coupon: Value = http
-        .post(format!("{}/v1/coupons", stack.gateway))
-        .json(&json!({"name": "Replicas", "discountType": "FIXED", "discountValue": 100, "totalQuantity": 40}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let issues = (1..=400).map(|user| {
-        let (http, url) = (http.clone(), format!("{}/v1/coupons/{}/issue", stack.gateway, coupon["id"]));
-        async move {
-            let resp = http.post(url).json(&json!({"userId": user})).send().await.unwrap();
-            if resp.status() == 201 { resp.json::<Value>().await.unwrap()["sequence"].as_i64() } else { None }
-        }
-    });
-    let mut sequences: Vec<i64> = futures::future::join_all(issues).await.into_iter().flatten().collect();
-    sequences.sort_unstable();
+    let (_, sequences) = coupon_race(&http, &stack.gateway, 40, 1..=400).await;
     assert_eq!(sequences, (1..=40).collect::<Vec<_>>());
     assert!(stack.stop().await.success());
 }
