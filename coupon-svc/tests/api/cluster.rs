@@ -6,40 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use futures::StreamExt;
 use kit::ErrorCode;
 use kit::testing::RedisCluster;
 
-use crate::helpers::{TestApp, code, fixed, spawn_on_redis};
-
-/// Issues to `users` with `concurrency` calls in flight over the replicas; the winners'
-/// sequences (sorted) and the error counts.
-async fn race(
-    app: &TestApp,
-    coupon_id: i64,
-    users: impl Iterator<Item = i64>,
-    concurrency: usize,
-) -> (Vec<i64>, HashMap<ErrorCode, usize>) {
-    let calls = users.enumerate().map(|(i, user)| app.issue_via(i, coupon_id, user));
-    let results: Vec<_> = futures::stream::iter(calls).buffer_unordered(concurrency).collect().await;
-    let mut sequences = Vec::new();
-    let mut errors = HashMap::new();
-    for result in results {
-        match result {
-            Ok(issued) => sequences.push(issued.sequence),
-            Err(status) => *errors.entry(code(&status)).or_default() += 1,
-        }
-    }
-    sequences.sort_unstable();
-    (sequences, errors)
-}
+use crate::helpers::{fixed, race, race_at_most, spawn_on_redis};
 
 #[tokio::test]
 async fn the_race_is_exact_on_a_redis_cluster() {
     let cluster = RedisCluster::start(3);
     let app = spawn_on_redis(2, &cluster.url).await;
     let coupon = app.create(fixed("Clustered", 1_000, 100)).await;
-    let (sequences, errors) = race(&app, coupon.id, 1..=1_000, 1_000).await;
+    let (sequences, errors) = race(&app, coupon.id, 1..=1_000).await;
     assert_eq!(sequences, (1..=100).collect::<Vec<_>>(), "exactly 1..=100, no gap, no repeat");
     assert_eq!(errors.get(&ErrorCode::CouponSoldOut), Some(&900), "{errors:?}");
     assert_eq!(app.issued_in_db(coupon.id).await, (100, 1, 100, 100));
@@ -62,7 +39,7 @@ async fn the_race_stays_exact_while_the_gates_slot_moves() {
     let total = 3_000;
     let coupon = app.create(fixed("Resharded", 1_000, total)).await;
     // The gate exists before the move starts (the first issue builds it).
-    let (first, _) = race(&app, coupon.id, 1..=1, 1).await;
+    let (first, _) = race(&app, coupon.id, 1..=1).await;
     assert_eq!(first, [1]);
 
     // Every slot of the gate's master moves to another master (redis-cli --cluster reshard)
@@ -96,7 +73,7 @@ async fn the_race_stays_exact_while_the_gates_slot_moves() {
         next_user += newcomers;
         repeats += last_wave.clone().count();
         let before = master().await;
-        let (won, failed) = race(&app, coupon.id, fresh.clone().chain(last_wave), 16).await;
+        let (won, failed) = race_at_most(16, &app, coupon.id, fresh.clone().chain(last_wave)).await;
         let after = master().await;
         match (before == from, after == to) {
             (true, false) => won_on_old += won.len(),

@@ -1,4 +1,7 @@
+use std::collections::HashMap;
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use coupon_svc::config::CouponConfig;
 use coupon_svc::service::Coupons;
@@ -57,6 +60,37 @@ pub async fn spawn_checking_every(replicas: usize, redis_url: &str, secs: u64) -
         clients.push(CouponServiceClient::connect(format!("http://{addr}")).await.expect("connects"));
     }
     TestApp { clients, coupons, schema, redis_prefix: prefix, invariants, shutdown }
+}
+
+/// Fires one issue per user, all at once, spread over the replicas; the winners' sequences
+/// (sorted) and the error counts.
+pub async fn race(
+    app: &TestApp,
+    coupon_id: i64,
+    users: impl Iterator<Item = i64>,
+) -> (Vec<i64>, HashMap<ErrorCode, usize>) {
+    race_at_most(usize::MAX, app, coupon_id, users).await
+}
+
+/// [`race`] with at most `in_flight` issues at once.
+pub async fn race_at_most(
+    in_flight: usize,
+    app: &TestApp,
+    coupon_id: i64,
+    users: impl Iterator<Item = i64>,
+) -> (Vec<i64>, HashMap<ErrorCode, usize>) {
+    let calls = users.enumerate().map(|(i, user)| app.issue_via(i, coupon_id, user));
+    let results: Vec<_> = futures::stream::iter(calls).buffer_unordered(in_flight).collect().await;
+    let mut sequences = Vec::new();
+    let mut errors = HashMap::new();
+    for result in results {
+        match result {
+            Ok(issued) => sequences.push(issued.sequence),
+            Err(status) => *errors.entry(code(&status)).or_default() += 1,
+        }
+    }
+    sequences.sort_unstable();
+    (sequences, errors)
 }
 
 pub fn code(status: &tonic::Status) -> ErrorCode {

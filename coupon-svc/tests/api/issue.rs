@@ -1,28 +1,7 @@
-use std::collections::HashMap;
-
 use kit::ErrorCode;
 use mesh_proto::coupon::v1 as pb;
 
-use crate::helpers::{TestApp, code, fixed, spawn_app, spawn_replicas};
-
-/// Fires one issue per user, all at once; returns sequences of the winners and error counts.
-async fn race(
-    app: &TestApp,
-    coupon_id: i64,
-    users: impl Iterator<Item = i64>,
-) -> (Vec<i64>, HashMap<ErrorCode, usize>) {
-    let calls = users.enumerate().map(|(i, user)| app.issue_via(i, coupon_id, user));
-    let mut sequences = Vec::new();
-    let mut errors = HashMap::new();
-    for result in futures::future::join_all(calls).await {
-        match result {
-            Ok(issued) => sequences.push(issued.sequence),
-            Err(status) => *errors.entry(code(&status)).or_default() += 1,
-        }
-    }
-    sequences.sort_unstable();
-    (sequences, errors)
-}
+use crate::helpers::{code, fixed, race, spawn_app, spawn_replicas};
 
 #[tokio::test]
 async fn two_thousand_users_race_for_a_hundred() {
