@@ -82,15 +82,9 @@ impl RedisCluster {
             .expect("CLUSTER KEYSLOT answers");
         let nodes = redis_cli(&self.addresses()[0], &["CLUSTER", "NODES"]).expect("CLUSTER NODES answers");
         for line in nodes.lines() {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let serves = fields.iter().skip(8).any(|range| match range.split_once('-') {
-                Some((from, to)) => {
-                    from.parse::<u16>().is_ok_and(|f| f <= slot) && to.parse::<u16>().is_ok_and(|t| slot <= t)
-                }
-                None => range.parse::<u16>() == Ok(slot),
-            });
-            if serves {
-                return fields[1].split('@').next().unwrap().to_owned();
+            if slot_ranges(line).any(|(first, last)| (first..=last).contains(&slot)) {
+                let address = line.split_whitespace().nth(1).expect("a node's address");
+                return address.split('@').next().unwrap().to_owned();
             }
         }
         panic!("no master serves slot {slot}: {nodes}");
@@ -105,20 +99,9 @@ impl RedisCluster {
     /// reshard` (slot by slot: importing, migrating, MIGRATE of its keys, the new owner), while
     /// clients keep going. Blocks until done.
     pub fn move_all_slots(&self, from: &str, to: &str) {
-        let slots = (|| {
-            let nodes = redis_cli(from, &["CLUSTER", "NODES"])?;
-            let me = nodes.lines().find(|l| l.contains("myself"))?.to_owned();
-            Some(
-                me.split_whitespace()
-                    .skip(8)
-                    .map(|range| match range.split_once('-') {
-                        Some((a, b)) => b.parse::<u32>().unwrap() - a.parse::<u32>().unwrap() + 1,
-                        None => 1,
-                    })
-                    .sum::<u32>(),
-            )
-        })();
-        let slots = slots.expect("the source's slots are known");
+        let nodes = redis_cli(from, &["CLUSTER", "NODES"]).expect("CLUSTER NODES answers");
+        let me = nodes.lines().find(|line| line.contains("myself")).expect("the node itself is listed");
+        let slots: u32 = slot_ranges(me).map(|(first, last)| u32::from(last - first) + 1).sum();
         let status = Command::new("redis-cli")
             .args(["--cluster", "reshard", from])
             .args(["--cluster-from", &self.node_id(from), "--cluster-to", &self.node_id(to)])
@@ -139,6 +122,14 @@ impl Drop for RedisCluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The slot ranges a `CLUSTER NODES` line says the node serves (fields 9 on: `0-5460`, `42`).
+fn slot_ranges(line: &str) -> impl Iterator<Item = (u16, u16)> + '_ {
+    line.split_whitespace().skip(8).filter_map(|range| match range.split_once('-') {
+        Some((first, last)) => Some((first.parse().ok()?, last.parse().ok()?)),
+        None => range.parse().ok().map(|slot| (slot, slot)),
+    })
 }
 
 fn free_port() -> u16 {
