@@ -114,8 +114,8 @@ pub async fn action_result<C: ConnectionTrait>(txn: &C, saga: &SagaRef) -> Resul
 }
 
 /// Enters the barrier for a batch of distinct actions decided in one transaction (group
-/// commit): one multi-row insert, tagged with a marker of this batch, and one locking read
-/// that tells each action's gate: our marker on its row means the row is ours (proceed), any
+/// commit): one multi-row insert, tagged with a marker of this batch, and, unless it inserted
+/// every row, one locking read that tells each action's gate: our marker on its row means the row is ours (proceed), any
 /// other row means done before (its stored result), a compensation row means refused. Call
 /// [`forget_actions`] for the actions the batch then refuses, as their rollback would.
 pub async fn enter_actions<C: ConnectionTrait>(txn: &C, sagas: &[&SagaRef]) -> Result<Vec<ActionGate>, DbErr> {
@@ -128,12 +128,19 @@ pub async fn enter_actions<C: ConnectionTrait>(txn: &C, sagas: &[&SagaRef]) -> R
         values.extend([saga.saga_id().into(), saga.step().into(), marker.clone().into()]);
     }
     let rows = vec!["(?, ?, 'action', ?)"; sagas.len()].join(", ");
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::MySql,
-        format!("INSERT IGNORE INTO saga_barrier (saga_id, step, op, result) VALUES {rows}"),
-        values,
-    ))
-    .await?;
+    let inserted = txn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            format!("INSERT IGNORE INTO saga_barrier (saga_id, step, op, result) VALUES {rows}"),
+            values,
+        ))
+        .await?
+        .rows_affected();
+    // Every row is ours, so no action was there before (a compensation that came first
+    // leaves an action row too): all proceed, and the read below has nothing to tell.
+    if inserted == sagas.len() as u64 {
+        return Ok(sagas.iter().map(|_| ActionGate::Proceed).collect());
+    }
     let tuples = vec!["(?, ?)"; sagas.len()].join(", ");
     // A locking read: the latest committed rows, not this transaction's snapshot.
     let found = txn
@@ -172,6 +179,36 @@ pub async fn enter_actions<C: ConnectionTrait>(txn: &C, sagas: &[&SagaRef]) -> R
         .collect())
 }
 
+/// Claims actions already performed in this transaction (result first): their rows go in
+/// with their results, one statement for all. `true` when every row is new, so each action
+/// ran for the first time and its change stands. `false` when some row was there before (a
+/// duplicate of a call that went through, or a compensation that came first, which leaves an
+/// action row too): the caller must roll back and decide through [`enter_action`].
+///
+/// The common case, a first call, then costs no statement beyond the change itself: no
+/// separate gate insert before it, no result update after it. Inserting after the change is
+/// as safe as before it: the row exists if and only if the change commits, and a racing
+/// compensation still waits on this uncommitted key.
+pub async fn claim_actions<C: ConnectionTrait>(txn: &C, results: &[(&SagaRef, Vec<u8>)]) -> Result<bool, DbErr> {
+    if results.is_empty() {
+        return Ok(true);
+    }
+    let mut values: Vec<Value> = Vec::with_capacity(results.len() * 3);
+    for (saga, result) in results {
+        values.extend([saga.saga_id().into(), saga.step().into(), result.clone().into()]);
+    }
+    let rows = vec!["(?, ?, 'action', ?)"; results.len()].join(", ");
+    let inserted = txn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            format!("INSERT IGNORE INTO saga_barrier (saga_id, step, op, result) VALUES {rows}"),
+            values,
+        ))
+        .await?
+        .rows_affected();
+    Ok(inserted == results.len() as u64)
+}
+
 /// Removes the action rows of batch actions that were refused after all, as a rollback of
 /// their own transaction would have.
 pub async fn forget_actions<C: ConnectionTrait>(txn: &C, sagas: &[&SagaRef]) -> Result<(), DbErr> {
@@ -183,31 +220,6 @@ pub async fn forget_actions<C: ConnectionTrait>(txn: &C, sagas: &[&SagaRef]) -> 
         DbBackend::MySql,
         format!("DELETE FROM saga_barrier WHERE op = 'action' AND (saga_id, step) IN ({tuples})"),
         keys(sagas),
-    ))
-    .await?;
-    Ok(())
-}
-
-/// [`record_result`] for a batch of actions, in one statement.
-pub async fn record_results<C: ConnectionTrait>(txn: &C, results: &[(&SagaRef, Vec<u8>)]) -> Result<(), DbErr> {
-    if results.is_empty() {
-        return Ok(());
-    }
-    let mut cases = String::new();
-    let mut values: Vec<Value> = Vec::with_capacity(results.len() * 5);
-    for (saga, result) in results {
-        cases.push_str(" WHEN saga_id = ? AND step = ? THEN ?");
-        values.extend([saga.saga_id().into(), saga.step().into(), result.clone().into()]);
-    }
-    let sagas: Vec<&SagaRef> = results.iter().map(|(saga, _)| *saga).collect();
-    values.extend(keys(&sagas));
-    let tuples = vec!["(?, ?)"; results.len()].join(", ");
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::MySql,
-        format!(
-            "UPDATE saga_barrier SET result = CASE{cases} END WHERE op = 'action' AND (saga_id, step) IN ({tuples})"
-        ),
-        values,
     ))
     .await?;
     Ok(())

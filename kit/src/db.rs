@@ -167,6 +167,23 @@ pub async fn finish<T, E>(
     }
 }
 
+/// [`finish`] for an attempt that may decline: commits when `outcome` holds a value, rolls
+/// back on `None` (the caller decides another way, e.g. a result-first barrier claim that
+/// found its row already there) and on any error.
+pub async fn finish_if_some<T, E>(
+    txn: sea_orm::DatabaseTransaction,
+    outcome: Result<Option<T>, E>,
+    db_err: impl FnOnce(DbErr) -> E,
+) -> Result<Option<T>, E> {
+    match outcome {
+        Ok(None) => {
+            txn.rollback().await.map_err(db_err)?;
+            Ok(None)
+        }
+        other => finish(txn, other, db_err).await,
+    }
+}
+
 /// Runs `attempt` up to three times while `transient` says its error was a deadlock or
 /// lock-wait timeout: MySQL rolled that transaction back whole, so trying again is safe.
 pub async fn retry_transient<T, E, F, Fut>(transient: impl Fn(&E) -> bool, mut attempt: F) -> Result<T, E>

@@ -58,6 +58,20 @@ impl Fixture {
         gate
     }
 
+    /// The action result first: +1, then the barrier row claimed with "first" as its result;
+    /// if that row was there before, roll back and decide through the gate instead.
+    async fn action_result_first(&self, saga_id: &str) -> ActionGate {
+        let saga = SagaRef::new(saga_id, "STEP", Op::Action).unwrap();
+        let txn = self.db.begin().await.unwrap();
+        self.add(&txn, 1).await;
+        if barrier::claim_actions(&txn, &[(&saga, b"first".to_vec())]).await.unwrap() {
+            txn.commit().await.unwrap();
+            return ActionGate::Proceed;
+        }
+        txn.rollback().await.unwrap();
+        self.action(saga_id, false).await
+    }
+
     async fn compensate(&self, saga_id: &str) -> CompensationGate {
         let saga = SagaRef::new(saga_id, "STEP", Op::Compensate).unwrap();
         let txn = self.db.begin().await.unwrap();
@@ -172,4 +186,75 @@ async fn service_pools_run_at_read_committed() {
     let level: String = row.try_get_by_index(0).unwrap();
     kit::testing::cleanup_blocking(vec![schema], None);
     assert_eq!(level, "READ-COMMITTED");
+}
+
+#[tokio::test]
+async fn a_result_first_action_runs_once_and_its_duplicate_gets_the_stored_result() {
+    let f = Fixture::new().await;
+    assert_eq!(f.action_result_first("s1").await, ActionGate::Proceed);
+    assert_eq!(f.action_result_first("s1").await, ActionGate::AlreadyDone(Some(b"first".to_vec())));
+    assert_eq!(f.action("s1", false).await, ActionGate::AlreadyDone(Some(b"first".to_vec())));
+    assert_eq!(f.value().await, 1);
+    assert_eq!(f.compensate("s1").await, CompensationGate::Undo);
+    assert_eq!(f.value().await, 0);
+}
+
+#[tokio::test]
+async fn a_result_first_action_after_its_compensation_is_refused_and_undone() {
+    let f = Fixture::new().await;
+    assert_eq!(f.compensate("s1").await, CompensationGate::NullCompensation);
+    assert_eq!(f.action_result_first("s1").await, ActionGate::Compensated);
+    assert_eq!(f.value().await, 0);
+}
+
+#[tokio::test]
+async fn result_first_actions_racing_their_compensations_always_net_to_zero() {
+    let f = Fixture::new().await;
+    let races = (0..80).map(|i| {
+        let f = &f;
+        async move {
+            let id = format!("race-{i}");
+            if i % 2 == 0 {
+                tokio::join!(f.action_result_first(&id), f.compensate(&id))
+            } else {
+                let (c, a) = tokio::join!(f.compensate(&id), f.action_result_first(&id));
+                (a, c)
+            }
+        }
+    });
+    for (action, compensation) in futures::future::join_all(races).await {
+        match (action, compensation) {
+            (ActionGate::Proceed, CompensationGate::Undo)
+            | (ActionGate::Compensated, CompensationGate::NullCompensation) => {}
+            other => panic!("impossible interleaving {other:?}"),
+        }
+    }
+    assert_eq!(f.value().await, 0);
+}
+
+#[tokio::test]
+async fn concurrent_duplicate_result_first_actions_run_once() {
+    let f = Fixture::new().await;
+    let gates = futures::future::join_all((0..25).map(|_| f.action_result_first("dup"))).await;
+    assert_eq!(gates.iter().filter(|g| **g == ActionGate::Proceed).count(), 1, "{gates:?}");
+    assert!(gates.iter().all(|g| matches!(g, ActionGate::Proceed | ActionGate::AlreadyDone(_))));
+    assert_eq!(f.value().await, 1);
+}
+
+#[tokio::test]
+async fn a_batch_of_fresh_actions_proceeds_and_a_mixed_one_tells_each_apart() {
+    let f = Fixture::new().await;
+    let saga = |id: &str| SagaRef::new(id, "STEP", Op::Action).unwrap();
+    let (a, b, c) = (saga("a"), saga("b"), saga("c"));
+    let txn = f.db.begin().await.unwrap();
+    let gates = barrier::enter_actions(&txn, &[&a, &b]).await.unwrap();
+    assert_eq!(gates, vec![ActionGate::Proceed, ActionGate::Proceed]);
+    barrier::record_result(&txn, &a, b"a".to_vec()).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(f.compensate("c").await, CompensationGate::NullCompensation);
+    let txn = f.db.begin().await.unwrap();
+    let d = saga("d");
+    let gates = barrier::enter_actions(&txn, &[&a, &c, &d]).await.unwrap();
+    assert_eq!(gates, vec![ActionGate::AlreadyDone(Some(b"a".to_vec())), ActionGate::Compensated, ActionGate::Proceed]);
+    txn.rollback().await.unwrap();
 }

@@ -5,7 +5,7 @@
 //! id order (no deadlocks): a product asked for once is taken with its conditional UPDATE; a
 //! product asked for several times (a hot SKU) has its row read `FOR UPDATE`, the requests
 //! allocated one by one against it, and the accepted ones taken with a single UPDATE. One
-//! read gives every price and new version, one INSERT every reservation. The barrier holds
+//! INSERT writes every reservation and answers every price and new version. The barrier holds
 //! per saga exactly as in the one-by-one path (`kit::barrier::enter_actions`): a rejected
 //! action's barrier row is removed again (as a rollback would), duplicates get the stored
 //! reservation, and compensated sagas are refused.
@@ -17,8 +17,7 @@ use kit::batch::together_or_alone;
 use kit::saga::SagaRef;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
 
-use super::products::versions;
-use super::reservations::{Reserved, exists, insert_reservations, reserve, reserved_lines_of};
+use super::reservations::{Reserved, exists, insert_priced_reservations, reserve, reserved_lines_of};
 use super::{finish, store_err};
 use crate::domain::{InventoryError, ProductId, Quantity, ReservationRequest, ReservedLine, StockLine};
 
@@ -97,29 +96,20 @@ async fn decide(txn: &DatabaseTransaction, items: &[HotReservation]) -> Result<V
     }
     delete_barriers(txn, items, &rejected).await?;
     if !accepted.is_empty() {
-        let mut ids: Vec<i64> = accepted.iter().map(|&i| items[i].product.get()).collect();
-        ids.dedup();
-        // Read under the row locks just taken: the prices and versions of this very change.
-        let current = versions(txn, &ids).await?;
-        let price_of = |id: i64| current.iter().find(|(pid, ..)| *pid == id).map(|&(_, price, _)| price).unwrap_or(0);
-        let rows: Vec<(&str, i64, i64, i64)> = accepted
+        let rows: Vec<(&str, i64, i64)> = accepted
             .iter()
-            .map(|&i| {
-                (
-                    items[i].saga.saga_id(),
-                    items[i].product.get(),
-                    items[i].quantity.get(),
-                    price_of(items[i].product.get()),
-                )
-            })
+            .map(|&i| (items[i].saga.saga_id(), items[i].product.get(), items[i].quantity.get()))
             .collect();
-        insert_reservations(txn, &rows, now).await?;
+        let priced = insert_priced_reservations(txn, &rows, now).await?;
+        if priced.len() != rows.len() {
+            return Err(InventoryError::Store(anyhow::anyhow!("reservations of fresh actions already there")));
+        }
         for &i in &accepted {
-            let id = items[i].product.get();
-            let changed: Vec<(i64, i64)> =
-                current.iter().filter(|(pid, ..)| *pid == id).map(|&(pid, _, version)| (pid, version)).collect();
-            let line = ReservedLine { product_id: id, quantity: items[i].quantity.get(), unit_price: price_of(id) };
-            outcomes[i] = Some(Ok(Reserved { lines: vec![line], changed, replayed: false }));
+            let (saga_id, id) = (items[i].saga.saga_id(), items[i].product.get());
+            let row = priced.iter().find(|p| p.saga_id == saga_id && p.product_id == id);
+            let (unit_price, version) = row.map(|p| (p.unit_price, p.version)).unwrap_or_default();
+            let line = ReservedLine { product_id: id, quantity: items[i].quantity.get(), unit_price };
+            outcomes[i] = Some(Ok(Reserved { lines: vec![line], changed: vec![(id, version)], replayed: false }));
         }
     }
     for &i in &unique {

@@ -45,3 +45,11 @@ where
 async fn finish<T>(txn: sea_orm::DatabaseTransaction, outcome: Result<T, InventoryError>) -> Result<T, InventoryError> {
     kit::db::finish(txn, outcome, store_err).await
 }
+
+/// Commits when `outcome` holds a value; rolls back on `None` and on any error.
+async fn finish_if_some<T>(
+    txn: sea_orm::DatabaseTransaction,
+    outcome: Result<Option<T>, InventoryError>,
+) -> Result<Option<T>, InventoryError> {
+    kit::db::finish_if_some(txn, outcome, store_err).await
+}

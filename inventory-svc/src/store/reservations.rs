@@ -10,7 +10,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
 };
 
-use super::{finish, products::versions, retry_transient, store_err};
+use super::{finish, finish_if_some, products::versions, retry_transient, store_err};
 use crate::domain::{InventoryError, ReservationRequest, ReservedLine};
 
 /// The outcome of a reservation: the priced lines, and the products' new versions (for
@@ -29,12 +29,20 @@ pub struct Released {
     pub changed: Vec<(i64, i64)>,
 }
 
+/// A saga's reservation. Tried result first ([`reserve_first_time`]), which is what nearly
+/// every call is; a duplicate or a compensation that came first is rolled back and decided
+/// through the barrier's gate.
 pub async fn reserve(
     db: &DatabaseConnection,
     saga: &SagaRef,
     request: &ReservationRequest,
 ) -> Result<Reserved, InventoryError> {
     retry_transient(|| async {
+        let txn = db.begin().await.map_err(store_err)?;
+        let first = reserve_first_time(&txn, saga, request).await;
+        if let Some(reserved) = finish_if_some(txn, first).await? {
+            return Ok(reserved);
+        }
         let txn = db.begin().await.map_err(store_err)?;
         let outcome = reserve_in(&txn, saga, request).await;
         finish(txn, outcome).await
@@ -51,6 +59,29 @@ pub async fn release(db: &DatabaseConnection, saga: &SagaRef) -> Result<Released
     .await
 }
 
+/// The reservation as a first call: the stock taken, the reservations priced and inserted,
+/// then the barrier row claimed (`kit::barrier::claim_actions`): three statements for one
+/// line. A short line is refused here unless the barrier knows the action. `None`: not a
+/// plain first call (done before, or compensated first); the caller rolls this back.
+async fn reserve_first_time(
+    txn: &DatabaseTransaction,
+    saga: &SagaRef,
+    request: &ReservationRequest,
+) -> Result<Option<Reserved>, InventoryError> {
+    if let Err(short) = take_lines(txn, request).await? {
+        return match barrier::enter_action(txn, saga).await.map_err(store_err)? {
+            ActionGate::Proceed => Err(short),
+            ActionGate::AlreadyDone(_) | ActionGate::Compensated => Ok(None),
+        };
+    }
+    let Some(reserved) = price_lines(txn, saga, request).await? else {
+        return Ok(None);
+    };
+    let fresh = barrier::claim_actions(txn, &[(saga, Vec::new())]).await.map_err(store_err)?;
+    Ok(fresh.then_some(reserved))
+}
+
+/// The reservation through the barrier's gate: a replay, a refusal, or the first call.
 async fn reserve_in(
     txn: &DatabaseTransaction,
     saga: &SagaRef,
@@ -64,6 +95,18 @@ async fn reserve_in(
         }
         ActionGate::Compensated => return Err(InventoryError::StepCompensated),
     }
+    take_lines(txn, request).await??;
+    price_lines(txn, saga, request)
+        .await?
+        .ok_or_else(|| InventoryError::Store(anyhow::anyhow!("reservations of a fresh action already there")))
+}
+
+/// Takes every line's stock with its conditional UPDATE. `Ok(Err(_))`: a line is short (out
+/// of stock, or no such product) and the caller must roll back what was taken.
+async fn take_lines(
+    txn: &DatabaseTransaction,
+    request: &ReservationRequest,
+) -> Result<Result<(), InventoryError>, InventoryError> {
     let now = kit::time::now_millis().naive_utc();
     // Lines arrive sorted by product id: every transaction locks rows in one order.
     for line in request.lines() {
@@ -78,49 +121,93 @@ async fn reserve_in(
             .map_err(store_err)?
             .rows_affected();
         if taken == 0 {
-            return Err(if exists(txn, id).await? {
+            return Ok(Err(if exists(txn, id).await? {
                 InventoryError::OutOfStock(line.product_id)
             } else {
                 InventoryError::ProductNotFound(line.product_id)
-            });
+            }));
         }
     }
-    let ids: Vec<i64> = request.lines().iter().map(|l| l.product_id.get()).collect();
-    // Read under the row locks just taken: the prices and versions of this very change.
-    let current = versions(txn, &ids).await?;
-    let mut lines = Vec::with_capacity(ids.len());
-    for line in request.lines() {
-        let id = line.product_id.get();
-        let unit_price = current.iter().find(|(pid, ..)| *pid == id).map(|&(_, price, _)| price).unwrap_or_default();
-        lines.push(ReservedLine { product_id: id, quantity: line.quantity.get(), unit_price });
-    }
-    let rows: Vec<(&str, i64, i64, i64)> =
-        lines.iter().map(|l| (saga.saga_id(), l.product_id, l.quantity, l.unit_price)).collect();
-    insert_reservations(txn, &rows, now).await?;
-    let changed = current.into_iter().map(|(id, _, version)| (id, version)).collect();
-    Ok(Reserved { lines, changed, replayed: false })
+    Ok(Ok(()))
 }
 
-/// What each reservation took, at what price: `(saga id, product, quantity, unit price)`,
-/// one multi-row INSERT. The rows are what a release gives back.
-pub(super) async fn insert_reservations(
+/// Inserts the reservations of lines just taken and answers them priced. `None`: the saga
+/// has its reservations already (a duplicate); the caller must roll back.
+async fn price_lines(
     txn: &DatabaseTransaction,
-    rows: &[(&str, i64, i64, i64)],
-    now: chrono::NaiveDateTime,
-) -> Result<(), InventoryError> {
-    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 5);
-    for &(saga_id, product, quantity, unit_price) in rows {
-        values.extend([saga_id.into(), product.into(), quantity.into(), unit_price.into(), now.into()]);
+    saga: &SagaRef,
+    request: &ReservationRequest,
+) -> Result<Option<Reserved>, InventoryError> {
+    let rows: Vec<(&str, i64, i64)> =
+        request.lines().iter().map(|l| (saga.saga_id(), l.product_id.get(), l.quantity.get())).collect();
+    let priced = insert_priced_reservations(txn, &rows, kit::time::now_millis().naive_utc()).await?;
+    if priced.len() != rows.len() {
+        return Ok(None);
     }
-    let marks = vec!["(?, ?, ?, ?, ?)"; rows.len()].join(", ");
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::MySql,
-        format!("INSERT INTO reservation (saga_id, product_id, quantity, unit_price, created_at) VALUES {marks}"),
-        values,
-    ))
-    .await
-    .map_err(store_err)?;
-    Ok(())
+    let mut lines = Vec::with_capacity(rows.len());
+    for line in request.lines() {
+        let id = line.product_id.get();
+        let unit_price = priced.iter().find(|p| p.product_id == id).map(|p| p.unit_price).unwrap_or_default();
+        lines.push(ReservedLine { product_id: id, quantity: line.quantity.get(), unit_price });
+    }
+    let changed = priced.iter().map(|p| (p.product_id, p.version)).collect();
+    Ok(Some(Reserved { lines, changed, replayed: false }))
+}
+
+/// A reservation row as inserted: its product's price (now the reservation's) and the
+/// product's version after the take.
+#[derive(Clone, Debug)]
+pub(super) struct PricedReservation {
+    pub saga_id: String,
+    pub product_id: i64,
+    pub unit_price: i64,
+    pub version: i64,
+}
+
+/// Inserts the reservations `(saga id, product, quantity)` of stock just taken, each at its
+/// product's current price, and answers the rows inserted, with the prices and the
+/// products' new versions. A saga that has its reservation already (a duplicate call) gets
+/// no row, so fewer rows than asked means a duplicate. One
+/// `INSERT ... SELECT ... RETURNING` (MariaDB), where a separate read of the locked rows
+/// and an insert were two round trips. The product rows are locked by the caller's UPDATEs,
+/// so the price and version read are those of this very change.
+pub(super) async fn insert_priced_reservations(
+    txn: &DatabaseTransaction,
+    rows: &[(&str, i64, i64)],
+    now: chrono::NaiveDateTime,
+) -> Result<Vec<PricedReservation>, InventoryError> {
+    let mut values: Vec<Value> = Vec::with_capacity(1 + rows.len() * 3);
+    values.push(now.into());
+    for &(saga_id, product, quantity) in rows {
+        values.extend([saga_id.into(), product.into(), quantity.into()]);
+    }
+    let wanted = std::iter::once("SELECT ? AS saga_id, ? AS product_id, ? AS quantity")
+        .chain(std::iter::repeat_n("SELECT ?, ?, ?", rows.len().saturating_sub(1)))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let inserted = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            format!(
+                "INSERT IGNORE INTO reservation (saga_id, product_id, quantity, unit_price, created_at) \
+                 SELECT w.saga_id, p.id, w.quantity, p.price, ? FROM ({wanted}) w JOIN product p ON p.id = w.product_id \
+                 RETURNING saga_id, product_id, unit_price, (SELECT v.version FROM product v WHERE v.id = product_id)"
+            ),
+            values,
+        ))
+        .await
+        .map_err(store_err)?;
+    inserted
+        .iter()
+        .map(|row| {
+            Ok(PricedReservation {
+                saga_id: row.try_get_by_index(0).map_err(store_err)?,
+                product_id: row.try_get_by_index(1).map_err(store_err)?,
+                unit_price: row.try_get_by_index(2).map_err(store_err)?,
+                version: row.try_get_by_index(3).map_err(store_err)?,
+            })
+        })
+        .collect()
 }
 
 async fn release_in(txn: &DatabaseTransaction, saga: &SagaRef) -> Result<Released, InventoryError> {

@@ -1,12 +1,13 @@
 //! Group commit of saga payments: the payments that queued up together (distinct users,
-//! mostly) are decided in one transaction, so a checkout's payment costs about two
-//! statements instead of four and shares its commit.
+//! mostly) are decided in one transaction: each payment costs its debit, and shares two
+//! statements (the barrier rows, the ledger lines) and the commit with the others.
 //!
 //! Each payment still succeeds or fails on its own, in arrival order, with the barrier
-//! holding per saga exactly as in the one-by-one path ([`super::saga::pay`]): fresh actions
-//! are recognised by a per-batch marker on the barrier row they inserted, a refused
-//! payment's row is removed again (as its rollback would), duplicates get the stored record,
-//! and payments whose saga was compensated first are refused. Balance rows are locked in
+//! holding per saga exactly as in the one-by-one path ([`super::saga::pay`]). The batch is
+//! decided result first: the debits, then one claim of all the barrier rows with their
+//! records, then the ledger lines. A payment whose points are short is checked against the
+//! barrier (a replay or a compensated saga, else refused); a claim that finds a row already
+//! there rolls the whole batch back to be decided one by one. Balance rows are locked in
 //! arrival order by conditional UPDATEs; callers keep one user's payments in one lane, so
 //! two batches never wait on each other's rows.
 
@@ -63,48 +64,59 @@ async fn decide(txn: &DatabaseTransaction, items: &[QueuedPayment]) -> Result<Ve
             i
         });
     }
-    let sagas: Vec<&SagaRef> = unique.iter().map(|&i| &items[i].saga).collect();
-    let gates = barrier::enter_actions(txn, &sagas).await.map_err(store_err)?;
-
+    // Result first, as a first call: every debit in arrival order, then one claim of the
+    // barrier rows with their records (`kit::barrier::claim_actions`).
     let mut outcomes: Vec<Option<Outcome>> = (0..items.len()).map(|_| None).collect();
-    let mut refused: Vec<&SagaRef> = Vec::new();
     let mut paid: Vec<(usize, PaymentRecord)> = Vec::new();
-    for (&i, gate) in unique.iter().zip(gates) {
+    let mut short: Vec<usize> = Vec::new();
+    for &i in &unique {
         let item = &items[i];
-        match gate {
-            ActionGate::Compensated => outcomes[i] = Some(Err(PointError::StepCompensated)),
-            ActionGate::AlreadyDone(stored) => outcomes[i] = Some(replay(stored)),
-            ActionGate::Proceed => {
-                let amount = item.amount.get();
-                let balance_after = if amount > 0 {
-                    debit(txn, item.user, amount).await?
-                } else {
-                    Some(read_balance(txn, item.user).await?.balance)
-                };
-                match balance_after {
-                    Some(balance_after) => paid.push((
-                        i,
-                        PaymentRecord {
-                            user_id: item.user.get(),
-                            order_id: item.order.as_str().to_owned(),
-                            amount,
-                            balance_after,
-                            replayed: false,
-                        },
-                    )),
-                    None => {
-                        outcomes[i] = Some(Err(PointError::InsufficientPoints));
-                        refused.push(&item.saga);
-                    }
-                }
-            }
+        let amount = item.amount.get();
+        let balance_after = if amount > 0 {
+            debit(txn, item.user, amount).await?
+        } else {
+            Some(read_balance(txn, item.user).await?.balance)
+        };
+        match balance_after {
+            Some(balance_after) => paid.push((
+                i,
+                PaymentRecord {
+                    user_id: item.user.get(),
+                    order_id: item.order.as_str().to_owned(),
+                    amount,
+                    balance_after,
+                    replayed: false,
+                },
+            )),
+            None => short.push(i),
         }
     }
+    // A debit that found the points short is a refusal, unless the barrier knows the action:
+    // done before (its record is the answer) or compensated first (refused). Those gates are
+    // entered only for the short ones; a fresh refusal's row goes again, as a rollback would.
+    let short_sagas: Vec<&SagaRef> = short.iter().map(|&i| &items[i].saga).collect();
+    let gates = barrier::enter_actions(txn, &short_sagas).await.map_err(store_err)?;
+    let mut refused: Vec<&SagaRef> = Vec::new();
+    for (&i, gate) in short.iter().zip(gates) {
+        outcomes[i] = Some(match gate {
+            ActionGate::Proceed => {
+                refused.push(&items[i].saga);
+                Err(PointError::InsufficientPoints)
+            }
+            ActionGate::AlreadyDone(stored) => replay(stored),
+            ActionGate::Compensated => Err(PointError::StepCompensated),
+        });
+    }
     barrier::forget_actions(txn, &refused).await.map_err(store_err)?;
-    append_payments(txn, &paid).await?;
     let results: Vec<(&SagaRef, Vec<u8>)> =
         paid.iter().map(|(i, record)| (&items[*i].saga, serde_json::to_vec(record).unwrap_or_default())).collect();
-    barrier::record_results(txn, &results).await.map_err(store_err)?;
+    // A row that was there before (a duplicate of a call that went through, a compensation
+    // that came first) means a debit here must not stand: the batch rolls back whole and its
+    // payments are decided one by one, each through the gate if it needs it.
+    if !barrier::claim_actions(txn, &results).await.map_err(store_err)? {
+        return Err(PointError::Store(anyhow::anyhow!("a payment of the batch was not a first call")));
+    }
+    append_payments(txn, &paid).await?;
     for (i, record) in paid {
         outcomes[i] = Some(Ok(record));
     }

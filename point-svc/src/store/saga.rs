@@ -8,7 +8,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{append, credit, debit, read_balance};
-use super::{finish, retry_transient, store_err};
+use super::{finish, finish_if_some, retry_transient, store_err};
 use crate::domain::{EntryType, OrderRef, PayAmount, PointError, UserId};
 
 /// What a payment did; stored in its barrier row.
@@ -22,6 +22,9 @@ pub struct PaymentRecord {
     pub replayed: bool,
 }
 
+/// A saga's payment. Tried result first ([`pay_first_time`]), which is what nearly every
+/// call is; anything else (a duplicate, a compensation that came first, points that are not
+/// there) is rolled back and decided through the barrier's gate.
 pub async fn pay(
     db: &DatabaseConnection,
     saga: &SagaRef,
@@ -31,10 +34,60 @@ pub async fn pay(
 ) -> Result<PaymentRecord, PointError> {
     retry_transient(|| async {
         let txn = db.begin().await.map_err(store_err)?;
+        let first = pay_first_time(&txn, saga, user, order, amount).await;
+        if let Some(record) = finish_if_some(txn, first).await? {
+            return Ok(record);
+        }
+        let txn = db.begin().await.map_err(store_err)?;
         let outcome = pay_in(&txn, saga, user, order, amount).await;
         finish(txn, outcome).await
     })
     .await
+}
+
+/// The payment as a first call: the debit and its ledger line, then the barrier row claimed
+/// with the record (`kit::barrier::claim_actions`): three statements. `None` when it is not
+/// a plain first call (the points are short, or the barrier has the action already); the
+/// caller rolls this back.
+pub(super) async fn pay_first_time(
+    txn: &DatabaseTransaction,
+    saga: &SagaRef,
+    user: UserId,
+    order: &OrderRef,
+    amount: PayAmount,
+) -> Result<Option<PaymentRecord>, PointError> {
+    let Some(record) = take_payment(txn, user, order, amount).await? else {
+        return Ok(None);
+    };
+    let result = serde_json::to_vec(&record).unwrap_or_default();
+    let fresh = barrier::claim_actions(txn, &[(saga, result)]).await.map_err(store_err)?;
+    Ok(fresh.then_some(record))
+}
+
+/// Takes the payment off the balance (with its ledger line): its record, or `None` when the
+/// points are not there. A zero payment takes nothing and records the balance as it is.
+pub(super) async fn take_payment(
+    txn: &DatabaseTransaction,
+    user: UserId,
+    order: &OrderRef,
+    amount: PayAmount,
+) -> Result<Option<PaymentRecord>, PointError> {
+    let balance_after = if amount.get() > 0 {
+        let Some(balance_after) = debit(txn, user, amount.get()).await? else {
+            return Ok(None);
+        };
+        append(txn, user, EntryType::Payment, amount.get(), Some(order.as_str())).await?;
+        balance_after
+    } else {
+        read_balance(txn, user).await?.balance
+    };
+    Ok(Some(PaymentRecord {
+        user_id: user.get(),
+        order_id: order.as_str().to_owned(),
+        amount: amount.get(),
+        balance_after,
+        replayed: false,
+    }))
 }
 
 async fn pay_in(
@@ -55,22 +108,7 @@ async fn pay_in(
         }
         ActionGate::Compensated => return Err(PointError::StepCompensated),
     }
-    let balance_after = if amount.get() > 0 {
-        let Some(balance_after) = debit(txn, user, amount.get()).await? else {
-            return Err(PointError::InsufficientPoints);
-        };
-        append(txn, user, EntryType::Payment, amount.get(), Some(order.as_str())).await?;
-        balance_after
-    } else {
-        read_balance(txn, user).await?.balance
-    };
-    let record = PaymentRecord {
-        user_id: user.get(),
-        order_id: order.as_str().to_owned(),
-        amount: amount.get(),
-        balance_after,
-        replayed: false,
-    };
+    let record = take_payment(txn, user, order, amount).await?.ok_or(PointError::InsufficientPoints)?;
     barrier::record_result(txn, saga, serde_json::to_vec(&record).unwrap_or_default()).await.map_err(store_err)?;
     Ok(record)
 }
