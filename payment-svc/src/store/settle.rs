@@ -4,7 +4,8 @@
 //!
 //! Each checkout's first statement is its guard (lease owner + newest fencing epoch, see
 //! [`Store::guarded`]) merged with the state change, so a stale driver changes nothing;
-//! completions of concurrent checkouts share the transaction (group commit).
+//! completions of concurrent checkouts share the transaction (group commit), and their
+//! guarded changes one statement.
 
 use kit::batch::together_or_alone;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
@@ -35,10 +36,17 @@ impl Store {
 
     async fn complete_together(&self, batch: &[Completion]) -> Result<Vec<Result<(), WriteError>>, DbErr> {
         let txn = self.begin().await?;
-        let mut owned = Vec::with_capacity(batch.len());
-        for completion in batch {
-            owned.push(settle_guarded(&txn, completion).await?);
-        }
+        let owned = match batch {
+            [one] => vec![settle_guarded(&txn, one).await?],
+            many => {
+                if !settle_all_guarded(&txn, many).await? {
+                    // Which one was fenced off is for the one-by-one path to tell.
+                    txn.rollback().await?;
+                    return Err(DbErr::Custom("a checkout of the batch no longer owns its saga".into()));
+                }
+                vec![true; many.len()]
+            }
+        };
         let done: Vec<&Completion> = batch.iter().zip(&owned).filter(|(_, ok)| **ok).map(|(c, _)| c).collect();
         if !done.is_empty() {
             record_prices(&txn, &done).await?;
@@ -91,6 +99,48 @@ async fn settle_guarded(txn: &DatabaseTransaction, c: &Completion) -> Result<boo
         .await?
         .rows_affected();
     Ok(changed > 0)
+}
+
+/// [`settle_guarded`] for several checkouts in one statement: their values joined in as a
+/// derived table. `true` when every one was settled (two rows matched each: its saga and its
+/// order); otherwise the caller rolls back and settles them one by one.
+async fn settle_all_guarded(txn: &DatabaseTransaction, batch: &[Completion]) -> Result<bool, DbErr> {
+    let mut values: Vec<Value> = Vec::with_capacity(batch.len() * 9);
+    for c in batch {
+        let (o, w) = (&c.order, &c.writer);
+        values.extend([
+            o.id.as_str().into(),
+            w.fence.as_str().into(),
+            w.owner.as_str().into(),
+            w.epoch.into(),
+            kit::idempotency::encode(o).into(),
+            o.total_amount.into(),
+            o.discount_amount.into(),
+            o.paid_amount.into(),
+            o.updated_at.naive_utc().into(),
+        ]);
+    }
+    let settled = std::iter::once(
+        "SELECT ? AS id, ? AS fence, ? AS owner, ? AS epoch, ? AS answer, ? AS total, ? AS discount, ? AS paid, ? AS at",
+    )
+    .chain(std::iter::repeat_n("SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?", batch.len() - 1))
+    .collect::<Vec<_>>()
+    .join(" UNION ALL ");
+    let matched = txn
+        .execute_raw(stmt(
+            &format!(
+                "UPDATE saga s JOIN ({settled}) w ON w.id = s.id \
+                 JOIN lock_fence f ON f.resource = w.fence AND f.epoch = w.epoch JOIN orders o ON o.id = s.id \
+                 SET s.phase = 'SETTLED', s.last_error = NULL, s.updated_at = w.at, s.answer = w.answer, \
+                     o.status = 'COMPLETED', o.total_amount = w.total, o.discount_amount = w.discount, \
+                     o.paid_amount = w.paid, o.updated_at = w.at \
+                 WHERE s.owner = w.owner AND s.phase = 'FORWARD' AND o.status = 'PENDING'"
+            ),
+            values,
+        ))
+        .await?
+        .rows_affected();
+    Ok(matched == 2 * batch.len() as u64)
 }
 
 /// The unit price of every line, as inventory-svc reserved it.

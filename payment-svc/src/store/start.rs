@@ -69,19 +69,16 @@ impl Store {
     /// `Ok(None)`: some key of the batch already has its order; nothing was written.
     async fn start_together(&self, batch: &[NewCheckout]) -> Result<Option<Vec<i64>>, DbErr> {
         let txn = self.begin().await?;
-        // Fence rows are locked in one order by every batch (callers sort by fence).
+        // Fence rows are locked in one order by every batch (callers sort by fence). The new
+        // epochs come back from the upsert itself (MariaDB's RETURNING gives a row's values
+        // after its ON DUPLICATE KEY UPDATE), so no read follows it.
         let marks = vec!["(?, 1)"; batch.len()].join(", ");
-        txn.execute_raw(stmt(
-            &format!(
-                "INSERT INTO lock_fence (resource, epoch) VALUES {marks} ON DUPLICATE KEY UPDATE epoch = epoch + 1"
-            ),
-            batch.iter().map(|c| Value::from(c.fence.as_str())),
-        ))
-        .await?;
-        let marks = vec!["?"; batch.len()].join(", ");
         let rows = txn
             .query_all_raw(stmt(
-                &format!("SELECT resource, epoch FROM lock_fence WHERE resource IN ({marks})"),
+                &format!(
+                    "INSERT INTO lock_fence (resource, epoch) VALUES {marks} \
+                     ON DUPLICATE KEY UPDATE epoch = epoch + 1 RETURNING resource, epoch"
+                ),
                 batch.iter().map(|c| Value::from(c.fence.as_str())),
             ))
             .await?;

@@ -3,6 +3,7 @@
 
 mod cancel;
 mod checkout;
+mod group_commit;
 mod helpers;
 mod idempotency;
 mod invariants;
