@@ -161,6 +161,14 @@ impl ServiceError {
     }
 }
 
+/// Whether `status` is a deliberate refusal by a healthy service (`OVERLOADED`: it could not
+/// start the work in time and changed nothing), as opposed to a service failing. Circuit
+/// breakers must not count these: a surge of refusals would otherwise open the circuit and
+/// turn away the calls the service could serve.
+pub fn refused_on_purpose(status: &Status) -> bool {
+    status.metadata().get(CODE_KEY).is_some_and(|code| code.as_bytes() == ErrorCode::Overloaded.as_str().as_bytes())
+}
+
 impl fmt::Display for ServiceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code, self.detail)

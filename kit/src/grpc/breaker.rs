@@ -182,8 +182,10 @@ impl Drop for ProbeGuard {
     }
 }
 
-fn failed_status(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded)
+/// A status that says the upstream is failing: unavailable or past its deadline, unless the
+/// upstream refused on purpose (`OVERLOADED`), which is a healthy service's answer.
+fn failed_status(status: &tonic::Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) && !crate::error::refused_on_purpose(status)
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for BreakerService<S>
@@ -218,9 +220,7 @@ where
             let result = call.await;
             let failed = match &result {
                 Err(_) => true,
-                Ok(response) => {
-                    tonic::Status::from_header_map(response.headers()).is_some_and(|s| failed_status(s.code()))
-                }
+                Ok(response) => tonic::Status::from_header_map(response.headers()).is_some_and(|s| failed_status(&s)),
             };
             guard.breaker = None;
             breaker.record(failed, probe);
@@ -235,6 +235,17 @@ mod tests {
 
     fn breaker() -> Breaker {
         Breaker::new("test", BreakerSettings { failures_to_open: 3, open_for: Duration::from_millis(50) })
+    }
+
+    #[test]
+    fn a_deliberate_refusal_is_not_a_failure_but_unavailability_is() {
+        let refusal = tonic::Status::from(crate::ServiceError::new(crate::ErrorCode::Overloaded, "busy"));
+        let down = tonic::Status::from(crate::ServiceError::new(crate::ErrorCode::Unavailable, "database down"));
+        assert_eq!(refusal.code(), Code::Unavailable, "an OVERLOADED refusal travels as UNAVAILABLE");
+        assert!(!failed_status(&refusal));
+        assert!(failed_status(&down));
+        assert!(failed_status(&tonic::Status::deadline_exceeded("late")));
+        assert!(!failed_status(&tonic::Status::not_found("no such order")));
     }
 
     #[test]

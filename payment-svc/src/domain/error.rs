@@ -43,7 +43,8 @@ impl From<PaymentError> for ServiceError {
             PaymentError::OrderNotFound(_) => ServiceError::new(ErrorCode::NotFound, detail),
             PaymentError::InvalidTransition { .. } => ServiceError::new(ErrorCode::InvalidStateTransition, detail),
             PaymentError::VersionMismatch { .. } => ServiceError::new(ErrorCode::VersionMismatch, detail),
-            PaymentError::UserBusy => ServiceError::new(ErrorCode::Unavailable, detail),
+            // Not a failure of the service: it refuses to start, having changed nothing.
+            PaymentError::UserBusy => ServiceError::new(ErrorCode::Overloaded, detail),
             PaymentError::KeyReused => ServiceError::new(ErrorCode::IdempotencyKeyReused, detail),
             PaymentError::StillRunning(order_id) => {
                 ServiceError::new(ErrorCode::Unavailable, detail).with_order(order_id)

@@ -140,9 +140,10 @@ async fn two_replicas_over_a_redlock_quorum_that_loses_a_node() {
                     let key = format!("r{round}-u{user}-{replica}");
                     async move {
                         // The user's other checkout may hold the user's lock past this one's
-                        // start budget on a busy machine: OVERLOADED or UNAVAILABLE ("another
-                        // checkout of this user is running; retry"), nothing started. A client
-                        // asks again with its key; a final answer would stay the same.
+                        // start budget on a busy machine: OVERLOADED ("another checkout of this
+                        // user is running; retry"), nothing started; UNAVAILABLE while a killed
+                        // quorum node is noticed. A client asks again with its key; a final
+                        // answer would stay the same.
                         let mut answer = client.place_order(keyed(req.clone(), &key)).await;
                         for _ in 0..100 {
                             match &answer {
