@@ -115,30 +115,19 @@ pub async fn action_result<C: ConnectionTrait>(txn: &C, saga: &SagaRef) -> Resul
 
 /// Enters the barrier for a batch of distinct actions decided in one transaction (group
 /// commit): one multi-row insert, tagged with a marker of this batch, and, unless it inserted
-/// every row, one locking read that tells each action's gate: our marker on its row means the row is ours (proceed), any
-/// other row means done before (its stored result), a compensation row means refused. Call
-/// [`forget_actions`] for the actions the batch then refuses, as their rollback would.
+/// every row, one locking read that tells each action's gate: our marker on its row means the
+/// row is ours (proceed), any other row means done before (its stored result), a compensation
+/// row means refused. Call [`forget_actions`] for the actions the batch then refuses, as their
+/// rollback would.
 pub async fn enter_actions<C: ConnectionTrait>(txn: &C, sagas: &[&SagaRef]) -> Result<Vec<ActionGate>, DbErr> {
     if sagas.is_empty() {
         return Ok(Vec::new());
     }
     let marker = rand::random::<u128>().to_le_bytes().to_vec();
-    let mut values: Vec<Value> = Vec::with_capacity(sagas.len() * 3);
-    for saga in sagas {
-        values.extend([saga.saga_id().into(), saga.step().into(), marker.clone().into()]);
-    }
-    let rows = vec!["(?, ?, 'action', ?)"; sagas.len()].join(", ");
-    let inserted = txn
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            format!("INSERT IGNORE INTO saga_barrier (saga_id, step, op, result) VALUES {rows}"),
-            values,
-        ))
-        .await?
-        .rows_affected();
+    let marked: Vec<(&SagaRef, Vec<u8>)> = sagas.iter().map(|saga| (*saga, marker.clone())).collect();
     // Every row is ours, so no action was there before (a compensation that came first
     // leaves an action row too): all proceed, and the read below has nothing to tell.
-    if inserted == sagas.len() as u64 {
+    if claim_actions(txn, &marked).await? {
         return Ok(sagas.iter().map(|_| ActionGate::Proceed).collect());
     }
     let tuples = vec!["(?, ?)"; sagas.len()].join(", ");
