@@ -184,6 +184,17 @@ pub async fn finish_if_some<T, E>(
     }
 }
 
+/// A derived table of `rows` rows of placeholders named `columns`, to join a batch's values
+/// into one statement: `SELECT ? AS a, ? AS b UNION ALL SELECT ?, ? ...` (bind row by row).
+pub fn values_table(columns: &[&str], rows: usize) -> String {
+    let named = columns.iter().map(|c| format!("? AS {c}")).collect::<Vec<_>>().join(", ");
+    let plain = vec!["?"; columns.len()].join(", ");
+    std::iter::once(format!("SELECT {named}"))
+        .chain(std::iter::repeat_n(format!("SELECT {plain}"), rows.saturating_sub(1)))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
 /// Runs `attempt` up to three times while `transient` says its error was a deadlock or
 /// lock-wait timeout: MySQL rolled that transaction back whole, so trying again is safe.
 pub async fn retry_transient<T, E, F, Fut>(transient: impl Fn(&E) -> bool, mut attempt: F) -> Result<T, E>
@@ -214,6 +225,12 @@ pub fn is_transient_cause(cause: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_values_table_names_its_columns_once() {
+        assert_eq!(values_table(&["a", "b"], 1), "SELECT ? AS a, ? AS b");
+        assert_eq!(values_table(&["a", "b"], 3), "SELECT ? AS a, ? AS b UNION ALL SELECT ?, ? UNION ALL SELECT ?, ?");
+    }
 
     #[test]
     fn schema_names_are_checked() {

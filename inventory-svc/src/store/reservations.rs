@@ -181,10 +181,7 @@ pub(super) async fn insert_priced_reservations(
     for &(saga_id, product, quantity) in rows {
         values.extend([saga_id.into(), product.into(), quantity.into()]);
     }
-    let wanted = std::iter::once("SELECT ? AS saga_id, ? AS product_id, ? AS quantity")
-        .chain(std::iter::repeat_n("SELECT ?, ?, ?", rows.len().saturating_sub(1)))
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
+    let wanted = kit::db::values_table(&["saga_id", "product_id", "quantity"], rows.len());
     let inserted = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::MySql,

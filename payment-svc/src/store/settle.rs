@@ -36,17 +36,13 @@ impl Store {
 
     async fn complete_together(&self, batch: &[Completion]) -> Result<Vec<Result<(), WriteError>>, DbErr> {
         let txn = self.begin().await?;
-        let owned = match batch {
-            [one] => vec![settle_guarded(&txn, one).await?],
-            many => {
-                if !settle_all_guarded(&txn, many).await? {
-                    // Which one was fenced off is for the one-by-one path to tell.
-                    txn.rollback().await?;
-                    return Err(DbErr::Custom("a checkout of the batch no longer owns its saga".into()));
-                }
-                vec![true; many.len()]
-            }
-        };
+        let all_owned = settle_all_guarded(&txn, batch).await?;
+        if !all_owned && batch.len() > 1 {
+            // Which one was fenced off is for the one-by-one path to tell.
+            txn.rollback().await?;
+            return Err(DbErr::Custom("a checkout of the batch no longer owns its saga".into()));
+        }
+        let owned = vec![all_owned; batch.len()];
         let done: Vec<&Completion> = batch.iter().zip(&owned).filter(|(_, ok)| **ok).map(|(c, _)| c).collect();
         if !done.is_empty() {
             record_prices(&txn, &done).await?;
@@ -71,39 +67,10 @@ impl Store {
     }
 }
 
-/// The saga settled and the order COMPLETED in one statement, only if the driver still owns
-/// the saga (lease owner, newest epoch) and both are still where the drive left them.
-async fn settle_guarded(txn: &DatabaseTransaction, c: &Completion) -> Result<bool, DbErr> {
-    let (o, w) = (&c.order, &c.writer);
-    let at = o.updated_at.naive_utc();
-    let changed = txn
-        .execute_raw(stmt(
-            "UPDATE saga s JOIN lock_fence f ON f.resource = ? JOIN orders o ON o.id = s.id \
-             SET s.phase = 'SETTLED', s.last_error = NULL, s.updated_at = ?, s.answer = ?, \
-                 o.status = 'COMPLETED', o.total_amount = ?, o.discount_amount = ?, o.paid_amount = ?, \
-                 o.updated_at = ? \
-             WHERE s.id = ? AND s.owner = ? AND f.epoch = ? AND s.phase = 'FORWARD' AND o.status = 'PENDING'",
-            [
-                w.fence.as_str().into(),
-                at.into(),
-                kit::idempotency::encode(o).into(),
-                o.total_amount.into(),
-                o.discount_amount.into(),
-                o.paid_amount.into(),
-                at.into(),
-                o.id.as_str().into(),
-                w.owner.as_str().into(),
-                w.epoch.into(),
-            ],
-        ))
-        .await?
-        .rows_affected();
-    Ok(changed > 0)
-}
-
-/// [`settle_guarded`] for several checkouts in one statement: their values joined in as a
-/// derived table. `true` when every one was settled (two rows matched each: its saga and its
-/// order); otherwise the caller rolls back and settles them one by one.
+/// The sagas settled and the orders COMPLETED in one statement, their values joined in as a
+/// derived table, each only if its driver still owns the saga (lease owner, newest epoch) and
+/// both are still where the drive left them. `true` when every one was settled (two rows
+/// matched each: its saga and its order).
 async fn settle_all_guarded(txn: &DatabaseTransaction, batch: &[Completion]) -> Result<bool, DbErr> {
     let mut values: Vec<Value> = Vec::with_capacity(batch.len() * 9);
     for c in batch {
@@ -120,12 +87,10 @@ async fn settle_all_guarded(txn: &DatabaseTransaction, batch: &[Completion]) -> 
             o.updated_at.naive_utc().into(),
         ]);
     }
-    let settled = std::iter::once(
-        "SELECT ? AS id, ? AS fence, ? AS owner, ? AS epoch, ? AS answer, ? AS total, ? AS discount, ? AS paid, ? AS at",
-    )
-    .chain(std::iter::repeat_n("SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?", batch.len() - 1))
-    .collect::<Vec<_>>()
-    .join(" UNION ALL ");
+    let settled = kit::db::values_table(
+        &["id", "fence", "owner", "epoch", "answer", "total", "discount", "paid", "at"],
+        batch.len(),
+    );
     let matched = txn
         .execute_raw(stmt(
             &format!(

@@ -20,8 +20,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
 };
 
-use super::ledger::{debit, read_balance};
-use super::saga::{PaymentRecord, pay};
+use super::saga::{PaymentRecord, debit_payment, pay};
 use super::{finish, store_err};
 use crate::domain::{EntryType, OrderRef, PayAmount, PointError, UserId};
 
@@ -71,23 +70,8 @@ async fn decide(txn: &DatabaseTransaction, items: &[QueuedPayment]) -> Result<Ve
     let mut short: Vec<usize> = Vec::new();
     for &i in &unique {
         let item = &items[i];
-        let amount = item.amount.get();
-        let balance_after = if amount > 0 {
-            debit(txn, item.user, amount).await?
-        } else {
-            Some(read_balance(txn, item.user).await?.balance)
-        };
-        match balance_after {
-            Some(balance_after) => paid.push((
-                i,
-                PaymentRecord {
-                    user_id: item.user.get(),
-                    order_id: item.order.as_str().to_owned(),
-                    amount,
-                    balance_after,
-                    replayed: false,
-                },
-            )),
+        match debit_payment(txn, item.user, &item.order, item.amount).await? {
+            Some(record) => paid.push((i, record)),
             None => short.push(i),
         }
     }

@@ -72,11 +72,24 @@ pub(super) async fn take_payment(
     order: &OrderRef,
     amount: PayAmount,
 ) -> Result<Option<PaymentRecord>, PointError> {
+    let record = debit_payment(txn, user, order, amount).await?;
+    if record.as_ref().is_some_and(|r| r.amount > 0) {
+        append(txn, user, EntryType::Payment, amount.get(), Some(order.as_str())).await?;
+    }
+    Ok(record)
+}
+
+/// The balance side of a payment, without its ledger line (a batch writes those together).
+pub(super) async fn debit_payment(
+    txn: &DatabaseTransaction,
+    user: UserId,
+    order: &OrderRef,
+    amount: PayAmount,
+) -> Result<Option<PaymentRecord>, PointError> {
     let balance_after = if amount.get() > 0 {
         let Some(balance_after) = debit(txn, user, amount.get()).await? else {
             return Ok(None);
         };
-        append(txn, user, EntryType::Payment, amount.get(), Some(order.as_str())).await?;
         balance_after
     } else {
         read_balance(txn, user).await?.balance
